@@ -1,0 +1,1 @@
+//! Key-value state machine (work in progress).

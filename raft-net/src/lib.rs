@@ -1,0 +1,1 @@
+//! raft-net (work in progress).
