@@ -18,10 +18,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(version: u8, value: &T) -> Vec<u8> {
 pub(crate) fn decode<T: DeserializeOwned>(version: u8, data: &[u8]) -> Result<T, DecodeError> {
     let (&found, body) = data.split_first().ok_or(DecodeError::Truncated)?;
     if found != version {
-        return Err(DecodeError::UnsupportedVersion {
-            found,
-            supported: version,
-        });
+        return Err(DecodeError::UnsupportedVersion { found, supported: version });
     }
     let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(decode_error)?;
     if !rest.is_empty() {
@@ -39,20 +36,10 @@ fn decode_error(error: postcard::Error) -> DecodeError {
         // error, which postcard reports as `SerdeDeCustom`; none of our types produces a
         // custom error for any other reason, so this is an unknown tag.
         E::SerdeDeCustom | E::DeserializeBadEnum => DecodeError::UnknownTag,
-        E::DeserializeBadVarint => DecodeError::Malformed {
-            reason: "invalid or overlong varint",
-        },
-        E::DeserializeBadBool => DecodeError::Malformed {
-            reason: "boolean byte is neither 0 nor 1",
-        },
-        E::DeserializeBadOption => DecodeError::Malformed {
-            reason: "option flag is neither 0 nor 1",
-        },
-        E::DeserializeBadChar | E::DeserializeBadUtf8 => DecodeError::Malformed {
-            reason: "invalid UTF-8 text",
-        },
-        _ => DecodeError::Malformed {
-            reason: "invalid encoding",
-        },
+        E::DeserializeBadVarint => DecodeError::Malformed { reason: "invalid or overlong varint" },
+        E::DeserializeBadBool => DecodeError::Malformed { reason: "boolean byte is neither 0 nor 1" },
+        E::DeserializeBadOption => DecodeError::Malformed { reason: "option flag is neither 0 nor 1" },
+        E::DeserializeBadChar | E::DeserializeBadUtf8 => DecodeError::Malformed { reason: "invalid UTF-8 text" },
+        _ => DecodeError::Malformed { reason: "invalid encoding" },
     }
 }

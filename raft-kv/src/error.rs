@@ -100,8 +100,6 @@ pub enum CommandError {
 
 impl From<DecodeError> for CommandError {
     fn from(error: DecodeError) -> Self {
-        CommandError::Malformed {
-            reason: error.to_string(),
-        }
+        CommandError::Malformed { reason: error.to_string() }
     }
 }

@@ -103,10 +103,7 @@ mod session;
 mod snapshot;
 mod store;
 
-pub use command::{
-    decode_request, encode_request, ClientId, Command, Reply, Request, Session,
-    REQUEST_FORMAT_VERSION,
-};
+pub use command::{decode_request, encode_request, ClientId, Command, Reply, Request, Session, REQUEST_FORMAT_VERSION};
 pub use error::{CommandError, DecodeError};
 pub use limits::Limits;
 pub use session::SessionState;

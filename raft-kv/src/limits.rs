@@ -23,12 +23,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_key_bytes: 1024,
-            max_value_bytes: 1024 * 1024,
-            max_sessions: 10_000,
-            session_ttl_ms: 60 * 60 * 1000,
-        }
+        Limits { max_key_bytes: 1024, max_value_bytes: 1024 * 1024, max_sessions: 10_000, session_ttl_ms: 60 * 60 * 1000 }
     }
 }
 
@@ -48,9 +43,7 @@ impl Limits {
     /// Checks the sizes of every key and value a command carries.
     pub(crate) fn check_command(&self, command: &Command) -> Result<(), CommandError> {
         match command {
-            Command::Get { key } | Command::Delete { key } | Command::Increment { key, .. } => {
-                self.check_key(key)
-            }
+            Command::Get { key } | Command::Delete { key } | Command::Increment { key, .. } => self.check_key(key),
             Command::MultiGet { keys } => keys.iter().try_for_each(|key| self.check_key(key)),
             Command::Put { key, value } | Command::Append { key, value } => {
                 self.check_key(key)?;
@@ -71,20 +64,14 @@ impl Limits {
 
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<(), CommandError> {
         if key.len() > self.max_key_bytes {
-            return Err(CommandError::KeyTooLarge {
-                len: key.len(),
-                max: self.max_key_bytes,
-            });
+            return Err(CommandError::KeyTooLarge { len: key.len(), max: self.max_key_bytes });
         }
         Ok(())
     }
 
     pub(crate) fn check_value_len(&self, len: usize) -> Result<(), CommandError> {
         if len > self.max_value_bytes {
-            return Err(CommandError::ValueTooLarge {
-                len,
-                max: self.max_value_bytes,
-            });
+            return Err(CommandError::ValueTooLarge { len, max: self.max_value_bytes });
         }
         Ok(())
     }
@@ -95,9 +82,6 @@ impl Limits {
 
     /// Asserts that the limits are usable.
     pub(crate) fn assert_valid(&self) {
-        assert!(
-            self.max_sessions >= 1,
-            "Limits::max_sessions must be at least 1"
-        );
+        assert!(self.max_sessions >= 1, "Limits::max_sessions must be at least 1");
     }
 }

@@ -67,9 +67,7 @@ impl SessionTable {
 
     /// Sessions in increasing client order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ClientId, &SessionState)> + '_ {
-        self.by_client
-            .iter()
-            .map(|(&client, state)| (client, state))
+        self.by_client.iter().map(|(&client, state)| (client, state))
     }
 
     /// Opens a session for `client` at `now_ms`, first evicting the least recently active
@@ -79,18 +77,11 @@ impl SessionTable {
         assert!(max_sessions >= 1, "max_sessions must be at least 1");
         let mut evicted = 0;
         while self.len() >= max_sessions {
-            let (_, oldest) = self
-                .by_activity
-                .pop_first()
-                .expect("a non-empty table has a least recently active session");
+            let (_, oldest) = self.by_activity.pop_first().expect("a non-empty table has a least recently active session");
             self.by_client.remove(&oldest);
             evicted += 1;
         }
-        let state = SessionState {
-            last_seq: 0,
-            last_reply: Reply::Registered { client },
-            last_active_ms: now_ms,
-        };
+        let state = SessionState { last_seq: 0, last_reply: Reply::Registered { client }, last_active_ms: now_ms };
         self.insert(client, state);
         evicted
     }
@@ -136,22 +127,14 @@ impl SessionTable {
         };
         // The log clock is monotone, so activity never moves back.
         assert!(now_ms >= state.last_active_ms, "log clock moved backwards");
-        let moved = self
-            .by_activity
-            .remove(&(state.last_active_ms, session.client));
-        assert!(
-            moved,
-            "session {} missing from activity index",
-            session.client
-        );
+        let moved = self.by_activity.remove(&(state.last_active_ms, session.client));
+        assert!(moved, "session {} missing from activity index", session.client);
         state.last_active_ms = now_ms;
         self.by_activity.insert((now_ms, session.client));
 
         use std::cmp::Ordering;
         match session.seq.cmp(&state.last_seq) {
-            Ordering::Less => Admission::Stale {
-                last_applied: state.last_seq,
-            },
+            Ordering::Less => Admission::Stale { last_applied: state.last_seq },
             Ordering::Equal => Admission::Duplicate(&state.last_reply),
             Ordering::Greater => Admission::New,
         }
@@ -160,14 +143,8 @@ impl SessionTable {
     /// Records the reply of a newly applied request that [`admit`](Self::admit) returned
     /// [`Admission::New`] for.
     pub(crate) fn record(&mut self, session: Session, reply: Reply) {
-        let state = self
-            .by_client
-            .get_mut(&session.client)
-            .expect("record follows a successful admit");
-        assert!(
-            session.seq > state.last_seq,
-            "recorded sequence must increase"
-        );
+        let state = self.by_client.get_mut(&session.client).expect("record follows a successful admit");
+        assert!(session.seq > state.last_seq, "recorded sequence must increase");
         state.last_seq = session.seq;
         state.last_reply = reply;
     }
@@ -179,10 +156,7 @@ impl SessionTable {
         assert!(self.by_client.len() <= max_sessions, "too many sessions");
         for (&client, state) in &self.by_client {
             assert!(self.by_activity.contains(&(state.last_active_ms, client)));
-            assert!(
-                state.last_active_ms <= clock_ms,
-                "session active in the future"
-            );
+            assert!(state.last_active_ms <= clock_ms, "session active in the future");
         }
     }
 }
@@ -202,15 +176,9 @@ mod tests {
         assert_eq!(table.admit(session(4, 1), 0), Admission::Unknown);
         assert_eq!(table.admit(session(5, 1), 0), Admission::New);
         table.record(session(5, 1), Reply::Ok);
-        assert_eq!(
-            table.admit(session(5, 1), 0),
-            Admission::Duplicate(&Reply::Ok)
-        );
+        assert_eq!(table.admit(session(5, 1), 0), Admission::Duplicate(&Reply::Ok));
         table.record(session(5, 3), Reply::Integer(3));
-        assert_eq!(
-            table.admit(session(5, 2), 0),
-            Admission::Stale { last_applied: 3 }
-        );
+        assert_eq!(table.admit(session(5, 2), 0), Admission::Stale { last_applied: 3 });
     }
 
     #[test]

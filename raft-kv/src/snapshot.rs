@@ -46,15 +46,11 @@ pub(crate) fn decode(data: &[u8]) -> Result<Parts<Map, SessionTable>, DecodeErro
 
     let keys_ordered = wire.entries.windows(2).all(|w| w[0].0 < w[1].0);
     if !keys_ordered {
-        return Err(malformed(
-            "snapshot keys are not in strictly increasing order",
-        ));
+        return Err(malformed("snapshot keys are not in strictly increasing order"));
     }
     let clients_ordered = wire.sessions.windows(2).all(|w| w[0].client < w[1].client);
     if !clients_ordered {
-        return Err(malformed(
-            "snapshot sessions are not in strictly increasing client order",
-        ));
+        return Err(malformed("snapshot sessions are not in strictly increasing client order"));
     }
     let mut sessions = SessionTable::default();
     for record in wire.sessions {
@@ -65,11 +61,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Parts<Map, SessionTable>, DecodeErro
         if record.last_active_ms > wire.clock_ms {
             return Err(malformed("snapshot session was active after the log clock"));
         }
-        let state = SessionState {
-            last_seq: record.last_seq,
-            last_reply: record.last_reply,
-            last_active_ms: record.last_active_ms,
-        };
+        let state = SessionState { last_seq: record.last_seq, last_reply: record.last_reply, last_active_ms: record.last_active_ms };
         sessions.insert(record.client, state);
     }
     Ok(Parts {
@@ -152,20 +144,9 @@ mod tests {
     type Record = (ClientId, u64, u64, Reply);
 
     /// Builds snapshot bytes by hand; a tuple encodes exactly like the wire structs.
-    fn craft(
-        applied_index: u64,
-        clock_ms: u64,
-        entries: &[(&[u8], &[u8])],
-        sessions: &[Record],
-    ) -> Vec<u8> {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = entries
-            .iter()
-            .map(|&(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        codec::encode(
-            SNAPSHOT_FORMAT_VERSION,
-            &(applied_index, clock_ms, entries, sessions.to_vec()),
-        )
+    fn craft(applied_index: u64, clock_ms: u64, entries: &[(&[u8], &[u8])], sessions: &[Record]) -> Vec<u8> {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = entries.iter().map(|&(k, v)| (k.to_vec(), v.to_vec())).collect();
+        codec::encode(SNAPSHOT_FORMAT_VERSION, &(applied_index, clock_ms, entries, sessions.to_vec()))
     }
 
     fn session(client: ClientId, last_active_ms: u64) -> Record {
@@ -182,51 +163,30 @@ mod tests {
 
     #[test]
     fn a_crafted_valid_snapshot_decodes() {
-        let data = craft(
-            5,
-            100,
-            &[(b"a", b"1"), (b"b", b"2")],
-            &[session(2, 90), session(5, 100)],
-        );
+        let data = craft(5, 100, &[(b"a", b"1"), (b"b", b"2")], &[session(2, 90), session(5, 100)]);
         let parts = decode(&data).expect("valid");
         assert_eq!(parts.applied_index, 5);
         assert_eq!(parts.map.len(), 2);
         assert_eq!(parts.sessions.len(), 2);
         // And re-encodes to the same bytes.
-        let again = encode(Parts {
-            applied_index: parts.applied_index,
-            clock_ms: parts.clock_ms,
-            map: &parts.map,
-            sessions: &parts.sessions,
-        });
+        let again =
+            encode(Parts { applied_index: parts.applied_index, clock_ms: parts.clock_ms, map: &parts.map, sessions: &parts.sessions });
         assert_eq!(again, data);
     }
 
     #[test]
     fn out_of_order_or_duplicate_keys_are_rejected() {
         let unsorted = craft(1, 0, &[(b"b", b""), (b"a", b"")], &[]);
-        assert_eq!(
-            reason(&unsorted),
-            "snapshot keys are not in strictly increasing order"
-        );
+        assert_eq!(reason(&unsorted), "snapshot keys are not in strictly increasing order");
         let duplicate = craft(1, 0, &[(b"a", b"1"), (b"a", b"2")], &[]);
-        assert_eq!(
-            reason(&duplicate),
-            "snapshot keys are not in strictly increasing order"
-        );
+        assert_eq!(reason(&duplicate), "snapshot keys are not in strictly increasing order");
     }
 
     #[test]
     fn out_of_order_or_duplicate_sessions_are_rejected() {
         let expected = "snapshot sessions are not in strictly increasing client order";
-        assert_eq!(
-            reason(&craft(9, 0, &[], &[session(3, 0), session(2, 0)])),
-            expected
-        );
-        assert_eq!(
-            reason(&craft(9, 0, &[], &[session(3, 0), session(3, 0)])),
-            expected
-        );
+        assert_eq!(reason(&craft(9, 0, &[], &[session(3, 0), session(2, 0)])), expected);
+        assert_eq!(reason(&craft(9, 0, &[], &[session(3, 0), session(3, 0)])), expected);
     }
 
     #[test]
@@ -234,10 +194,7 @@ mod tests {
         let not_an_index = "snapshot session id is not an applied log index";
         assert_eq!(reason(&craft(9, 0, &[], &[session(0, 0)])), not_an_index);
         assert_eq!(reason(&craft(9, 0, &[], &[session(10, 0)])), not_an_index);
-        assert_eq!(
-            reason(&craft(9, 50, &[], &[session(4, 51)])),
-            "snapshot session was active after the log clock"
-        );
+        assert_eq!(reason(&craft(9, 50, &[], &[session(4, 51)])), "snapshot session was active after the log clock");
     }
 
     #[test]

@@ -26,11 +26,7 @@ pub struct Applied {
 
 impl Applied {
     fn fresh(reply: Reply, session: Option<Session>) -> Self {
-        Applied {
-            reply,
-            session,
-            duplicate: false,
-        }
+        Applied { reply, session, duplicate: false }
     }
 }
 
@@ -58,13 +54,7 @@ impl KvStore {
     /// If `limits.max_sessions` is 0.
     pub fn new(limits: Limits) -> Self {
         limits.assert_valid();
-        KvStore {
-            limits,
-            map: BTreeMap::new(),
-            sessions: SessionTable::default(),
-            applied_index: 0,
-            clock_ms: 0,
-        }
+        KvStore { limits, map: BTreeMap::new(), sessions: SessionTable::default(), applied_index: 0, clock_ms: 0 }
     }
 
     // ---- Inputs -------------------------------------------------------------------------
@@ -84,11 +74,7 @@ impl KvStore {
     ///
     /// If `index` is not greater than [`applied_index`](Self::applied_index).
     pub fn apply(&mut self, index: u64, data: &[u8]) -> Applied {
-        assert!(
-            index > self.applied_index,
-            "entry {index} applied after entry {}",
-            self.applied_index
-        );
+        assert!(index > self.applied_index, "entry {index} applied after entry {}", self.applied_index);
         self.applied_index = index;
         if data.is_empty() {
             return Applied::fresh(Reply::Ok, None);
@@ -116,20 +102,9 @@ impl KvStore {
     /// If `limits.max_sessions` is 0.
     pub fn restore(data: &[u8], limits: Limits) -> Result<KvStore, DecodeError> {
         limits.assert_valid();
-        let Parts {
-            applied_index,
-            clock_ms,
-            map,
-            mut sessions,
-        } = snapshot::decode(data)?;
+        let Parts { applied_index, clock_ms, map, mut sessions } = snapshot::decode(data)?;
         sessions.shrink_to(limits.max_sessions);
-        let store = KvStore {
-            limits,
-            map,
-            sessions,
-            applied_index,
-            clock_ms,
-        };
+        let store = KvStore { limits, map, sessions, applied_index, clock_ms };
         store.check_invariants();
         Ok(store)
     }
@@ -148,9 +123,7 @@ impl KvStore {
         }
         match command {
             Command::Get { key } => Reply::Value(self.map.get(key).cloned()),
-            Command::MultiGet { keys } => {
-                Reply::Values(keys.iter().map(|key| self.map.get(key).cloned()).collect())
-            }
+            Command::MultiGet { keys } => Reply::Values(keys.iter().map(|key| self.map.get(key).cloned()).collect()),
             _ => Reply::Error(CommandError::NotReadOnly),
         }
     }
@@ -173,12 +146,7 @@ impl KvStore {
     /// canonical: replicas in the same state produce identical bytes. See
     /// [`SNAPSHOT_FORMAT_VERSION`](crate::SNAPSHOT_FORMAT_VERSION).
     pub fn snapshot(&self) -> Vec<u8> {
-        snapshot::encode(Parts {
-            applied_index: self.applied_index,
-            clock_ms: self.clock_ms,
-            map: &self.map,
-            sessions: &self.sessions,
-        })
+        snapshot::encode(Parts { applied_index: self.applied_index, clock_ms: self.clock_ms, map: &self.map, sessions: &self.sessions })
     }
 
     // ---- Getters ---------------------------------------------------------------------------
@@ -236,8 +204,7 @@ impl KvStore {
     ///
     /// If an invariant does not hold (a bug in this crate).
     pub fn check_invariants(&self) {
-        self.sessions
-            .check_invariants(self.clock_ms, self.limits.max_sessions);
+        self.sessions.check_invariants(self.clock_ms, self.limits.max_sessions);
         for (client, _) in self.sessions.iter() {
             assert!(client >= 1, "client id 0 is not a log index");
             assert!(client <= self.applied_index, "client id from the future");
@@ -247,17 +214,12 @@ impl KvStore {
     // ---- Applying ----------------------------------------------------------------------------
 
     fn apply_request(&mut self, index: u64, request: Request) -> Applied {
-        let Request {
-            session,
-            time_ms,
-            command,
-        } = request;
+        let Request { session, time_ms, command } = request;
         // The log clock is the largest leader timestamp seen, so it never moves back even when
         // a new leader's clock lags the old one's. Expiring before admission makes expiry a
         // function of the log alone: every replica expires the same sessions at the same entry.
         self.clock_ms = self.clock_ms.max(time_ms);
-        self.sessions
-            .expire(self.clock_ms, self.limits.session_ttl_ms);
+        self.sessions.expire(self.clock_ms, self.limits.session_ttl_ms);
 
         if command.is_read_only() {
             // A read through the log needs no session and changes nothing.
@@ -265,8 +227,7 @@ impl KvStore {
         }
         if matches!(command, Command::RegisterSession) {
             // The client id is this entry's index: unique, and the same on every replica.
-            self.sessions
-                .register(index, self.clock_ms, self.limits.max_sessions);
+            self.sessions.register(index, self.clock_ms, self.limits.max_sessions);
             return Applied::fresh(Reply::Registered { client: index }, session);
         }
         self.apply_write(session, command)
@@ -286,18 +247,9 @@ impl KvStore {
         // Thesis §6.3: an unknown session is an error, never a fresh apply, so a retry that
         // arrives after its session expired cannot be applied twice.
         match self.sessions.admit(client_session, self.clock_ms) {
-            Admission::Unknown => {
-                Applied::fresh(Reply::Error(CommandError::SessionExpired), session)
-            }
-            Admission::Stale { last_applied } => Applied::fresh(
-                Reply::Error(CommandError::StaleSequence { last_applied }),
-                session,
-            ),
-            Admission::Duplicate(reply) => Applied {
-                reply: reply.clone(),
-                session,
-                duplicate: true,
-            },
+            Admission::Unknown => Applied::fresh(Reply::Error(CommandError::SessionExpired), session),
+            Admission::Stale { last_applied } => Applied::fresh(Reply::Error(CommandError::StaleSequence { last_applied }), session),
+            Admission::Duplicate(reply) => Applied { reply: reply.clone(), session, duplicate: true },
             Admission::New => {
                 let reply = self.execute_write(command);
                 self.sessions.record(client_session, reply.clone());
@@ -316,14 +268,10 @@ impl KvStore {
                 self.map.insert(key, value);
                 Ok(Reply::Ok)
             }
-            Command::Delete { key } => Ok(Reply::Deleted {
-                existed: self.map.remove(&key).is_some(),
-            }),
+            Command::Delete { key } => Ok(Reply::Deleted { existed: self.map.remove(&key).is_some() }),
             Command::Append { key, value } => self.append(key, &value),
             Command::Increment { key, delta } => self.increment(key, delta),
-            Command::CompareAndSet { key, expected, new } => {
-                Ok(self.compare_and_set(key, expected.as_deref(), new))
-            }
+            Command::CompareAndSet { key, expected, new } => Ok(self.compare_and_set(key, expected.as_deref(), new)),
             Command::MultiPut { pairs } => {
                 // Limits were checked for every pair above, so the batch is all or nothing.
                 self.map.extend(pairs);
@@ -352,42 +300,26 @@ impl KvStore {
             None => 0,
             Some(value) => parse_canonical_i64(value).ok_or(CommandError::NotAnInteger)?,
         };
-        let new = current
-            .checked_add(delta)
-            .ok_or(CommandError::IntegerOverflow)?;
+        let new = current.checked_add(delta).ok_or(CommandError::IntegerOverflow)?;
         let text = new.to_string().into_bytes();
         self.limits.check_value_len(text.len())?;
         self.map.insert(key, text);
         Ok(Reply::Integer(new))
     }
 
-    fn compare_and_set(
-        &mut self,
-        key: Vec<u8>,
-        expected: Option<&[u8]>,
-        new: Option<Vec<u8>>,
-    ) -> Reply {
+    fn compare_and_set(&mut self, key: Vec<u8>, expected: Option<&[u8]>, new: Option<Vec<u8>>) -> Reply {
         let current = self.map.get(&key).map(Vec::as_slice);
         if current != expected {
-            return Reply::CasResult {
-                swapped: false,
-                current: current.map(<[u8]>::to_vec),
-            };
+            return Reply::CasResult { swapped: false, current: current.map(<[u8]>::to_vec) };
         }
         match new {
             Some(value) => {
                 self.map.insert(key, value.clone());
-                Reply::CasResult {
-                    swapped: true,
-                    current: Some(value),
-                }
+                Reply::CasResult { swapped: true, current: Some(value) }
             }
             None => {
                 self.map.remove(&key);
-                Reply::CasResult {
-                    swapped: true,
-                    current: None,
-                }
+                Reply::CasResult { swapped: true, current: None }
             }
         }
     }
@@ -432,12 +364,7 @@ mod tests {
             (b"abc", None),
         ];
         for &(input, expected) in table {
-            assert_eq!(
-                parse_canonical_i64(input),
-                expected,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(parse_canonical_i64(input), expected, "{:?}", String::from_utf8_lossy(input));
         }
     }
 }

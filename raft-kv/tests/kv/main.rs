@@ -29,11 +29,7 @@ impl Harness {
     }
 
     pub fn with_limits(limits: Limits) -> Self {
-        Harness {
-            store: KvStore::new(limits),
-            next_index: 1,
-            time_ms: 0,
-        }
+        Harness { store: KvStore::new(limits), next_index: 1, time_ms: 0 }
     }
 
     /// Commits and applies raw entry data at the next index.
@@ -47,11 +43,7 @@ impl Harness {
     }
 
     pub fn apply(&mut self, session: Option<Session>, command: Command) -> Applied {
-        let request = Request {
-            session,
-            time_ms: self.time_ms,
-            command,
-        };
+        let request = Request { session, time_ms: self.time_ms, command };
         self.apply_raw(&raft_kv::encode_request(&request))
     }
 
@@ -78,10 +70,7 @@ impl Harness {
 }
 
 pub fn put(key: &str, value: &str) -> Command {
-    Command::Put {
-        key: key.into(),
-        value: value.into(),
-    }
+    Command::Put { key: key.into(), value: value.into() }
 }
 
 pub fn get(key: &str) -> Command {
@@ -89,17 +78,11 @@ pub fn get(key: &str) -> Command {
 }
 
 pub fn append(key: &str, value: &str) -> Command {
-    Command::Append {
-        key: key.into(),
-        value: value.into(),
-    }
+    Command::Append { key: key.into(), value: value.into() }
 }
 
 pub fn incr(key: &str, delta: i64) -> Command {
-    Command::Increment {
-        key: key.into(),
-        delta,
-    }
+    Command::Increment { key: key.into(), delta }
 }
 
 pub fn value(value: &str) -> Reply {

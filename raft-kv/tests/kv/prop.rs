@@ -5,21 +5,13 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use raft_kv::{
-    decode_request, encode_request, Applied, ClientId, Command, CommandError, KvStore, Limits,
-    Reply, Request, Session,
-};
+use raft_kv::{decode_request, encode_request, Applied, ClientId, Command, CommandError, KvStore, Limits, Reply, Request, Session};
 
 const SLOTS: usize = 4;
 
 fn limits() -> Limits {
     // Small enough that values hit their limit, sessions get evicted and expire.
-    Limits {
-        max_key_bytes: 8,
-        max_value_bytes: 64,
-        max_sessions: 3,
-        session_ttl_ms: 1_000,
-    }
+    Limits { max_key_bytes: 8, max_value_bytes: 64, max_sessions: 3, session_ttl_ms: 1_000 }
 }
 
 #[derive(Debug, Clone)]
@@ -29,10 +21,7 @@ enum Op {
     /// The client appends a unique token to a token key: the exactly-once witness.
     AppendToken { slot: usize, key: u8 },
     /// Any other write on the plain keys, in a session or (slot `None`) without one.
-    Write {
-        slot: Option<usize>,
-        command: Command,
-    },
+    Write { slot: Option<usize>, command: Command },
     /// The client's latest request is proposed again (its reply was lost).
     Retry { slot: usize },
     /// An older request of the client arrives late (reordered).
@@ -54,10 +43,7 @@ fn plain_key() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn small_value() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        (-3..30_i64).prop_map(|n| n.to_string().into_bytes()),
-        prop::collection::vec(b'a'..=b'c', 0..4),
-    ]
+    prop_oneof![(-3..30_i64).prop_map(|n| n.to_string().into_bytes()), prop::collection::vec(b'a'..=b'c', 0..4),]
 }
 
 fn plain_command() -> impl Strategy<Value = Command> {
@@ -68,14 +54,9 @@ fn plain_command() -> impl Strategy<Value = Command> {
         plain_key().prop_map(|key| Command::Delete { key }),
         (plain_key(), small_value()).prop_map(|(key, value)| Command::Append { key, value }),
         (plain_key(), -5..5_i64).prop_map(|(key, delta)| Command::Increment { key, delta }),
-        (
-            plain_key(),
-            prop::option::of(small_value()),
-            prop::option::of(small_value())
-        )
+        (plain_key(), prop::option::of(small_value()), prop::option::of(small_value()))
             .prop_map(|(key, expected, new)| Command::CompareAndSet { key, expected, new }),
-        prop::collection::vec((plain_key(), small_value()), 0..3)
-            .prop_map(|pairs| Command::MultiPut { pairs }),
+        prop::collection::vec((plain_key(), small_value()), 0..3).prop_map(|pairs| Command::MultiPut { pairs }),
     ]
 }
 
@@ -149,11 +130,7 @@ impl World {
     }
 
     fn encode(&self, session: Option<Session>, command: Command) -> Vec<u8> {
-        encode_request(&Request {
-            session,
-            time_ms: self.time_ms,
-            command,
-        })
+        encode_request(&Request { session, time_ms: self.time_ms, command })
     }
 
     fn register(&mut self, slot: usize) {
@@ -173,10 +150,7 @@ impl World {
             self.register(slot);
         }
         let client = &mut self.clients[slot];
-        let session = Session {
-            client: client.id.expect("registered"),
-            seq: client.next_seq,
-        };
+        let session = Session { client: client.id.expect("registered"), seq: client.next_seq };
         client.next_seq += 1;
         client.proposed.push(self.log.len());
         let data = self.encode(Some(session), command);
@@ -202,23 +176,14 @@ impl World {
                 // Unique: the index of the entry that first carries it (or one before, if the
                 // client registers first; still unique).
                 let token = format!("<{}>", self.log.len() + 1).into_bytes();
-                let command = Command::Append {
-                    key: key.clone(),
-                    value: token.clone(),
-                };
+                let command = Command::Append { key: key.clone(), value: token.clone() };
                 self.propose(*slot, command, Some((key, token)));
             }
-            Op::Write {
-                slot: None,
-                command,
-            } => {
+            Op::Write { slot: None, command } => {
                 let data = self.encode(None, command.clone());
                 self.commit(Entry { data, token: None });
             }
-            Op::Write {
-                slot: Some(slot),
-                command,
-            } => self.propose(*slot, command.clone(), None),
+            Op::Write { slot: Some(slot), command } => self.propose(*slot, command.clone(), None),
             Op::Retry { slot } => {
                 if let Some(&original) = self.clients[*slot].proposed.last() {
                     self.commit_as(*slot, self.log[original].clone());
@@ -232,16 +197,10 @@ impl World {
                 }
             }
             Op::Blank => {
-                self.commit(Entry {
-                    data: vec![],
-                    token: None,
-                });
+                self.commit(Entry { data: vec![], token: None });
             }
             Op::Garbage(bytes) => {
-                self.commit(Entry {
-                    data: bytes.clone(),
-                    token: None,
-                });
+                self.commit(Entry { data: bytes.clone(), token: None });
             }
             Op::Time(delta) => self.time_ms = self.time_ms.saturating_add_signed(*delta),
         }
@@ -258,10 +217,7 @@ fn apply_all(store: &mut KvStore, log: &[Entry], first_index: u64) -> Vec<Applie
 }
 
 fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .filter(|w| *w == needle)
-        .count()
+    haystack.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
 proptest! {

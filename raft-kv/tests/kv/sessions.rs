@@ -5,11 +5,7 @@ use raft_kv::{Command, CommandError, KvStore, Limits, Reply, Session};
 use crate::{append, incr, put, Harness};
 
 fn limits(max_sessions: usize, session_ttl_ms: u64) -> Limits {
-    Limits {
-        max_sessions,
-        session_ttl_ms,
-        ..Limits::default()
-    }
+    Limits { max_sessions, session_ttl_ms, ..Limits::default() }
 }
 
 #[test]
@@ -38,10 +34,7 @@ fn a_retried_write_returns_the_stored_reply_and_applies_once() {
         assert_eq!(retry.reply, Reply::Integer(1));
     }
     assert_eq!(h.store.get(b"log"), Some(&b"a"[..]));
-    assert_eq!(
-        h.write_as(client, 2, append("log", "b")).reply,
-        Reply::Integer(2)
-    );
+    assert_eq!(h.write_as(client, 2, append("log", "b")).reply, Reply::Integer(2));
     assert_eq!(h.store.session(client).map(|s| s.last_seq()), Some(2));
 }
 
@@ -67,10 +60,7 @@ fn a_reordered_older_request_is_stale_and_not_applied() {
     h.write_as(client, 1, append("log", "a"));
     h.write_as(client, 2, append("log", "b"));
     let late = h.write_as(client, 1, append("log", "a"));
-    assert_eq!(
-        late.reply,
-        Reply::Error(CommandError::StaleSequence { last_applied: 2 })
-    );
+    assert_eq!(late.reply, Reply::Error(CommandError::StaleSequence { last_applied: 2 }));
     assert!(!late.duplicate);
     assert_eq!(h.store.get(b"log"), Some(&b"ab"[..]));
 }
@@ -80,24 +70,15 @@ fn a_sequence_gap_is_applied() {
     let mut h = Harness::new();
     let client = h.register();
     h.write_as(client, 1, append("log", "a"));
-    assert_eq!(
-        h.write_as(client, 5, append("log", "b")).reply,
-        Reply::Integer(2)
-    );
-    assert_eq!(
-        h.write_as(client, 4, append("log", "c")).reply,
-        Reply::Error(CommandError::StaleSequence { last_applied: 5 })
-    );
+    assert_eq!(h.write_as(client, 5, append("log", "b")).reply, Reply::Integer(2));
+    assert_eq!(h.write_as(client, 4, append("log", "c")).reply, Reply::Error(CommandError::StaleSequence { last_applied: 5 }));
 }
 
 #[test]
 fn sequence_zero_is_rejected() {
     let mut h = Harness::new();
     let client = h.register();
-    assert_eq!(
-        h.write_as(client, 0, put("a", "1")).reply,
-        Reply::Error(CommandError::ZeroSequence)
-    );
+    assert_eq!(h.write_as(client, 0, put("a", "1")).reply, Reply::Error(CommandError::ZeroSequence));
     assert!(h.store.is_empty());
 }
 
@@ -107,11 +88,7 @@ fn an_unknown_client_is_told_its_session_expired_and_nothing_is_applied() {
     let reply = h.write_as(42, 1, put("a", "1")).reply;
     assert_eq!(reply, Reply::Error(CommandError::SessionExpired));
     assert!(h.store.is_empty());
-    assert_eq!(
-        h.store.session_count(),
-        0,
-        "a write does not open a session"
-    );
+    assert_eq!(h.store.session_count(), 0, "a write does not open a session");
 }
 
 #[test]
@@ -126,15 +103,9 @@ fn writes_without_a_session_apply_every_time() {
 fn reads_and_registration_need_no_session_and_ignore_one() {
     let mut h = Harness::new();
     h.write(put("a", "1"));
-    let read = h.apply(
-        Some(Session { client: 99, seq: 7 }),
-        Command::Get { key: "a".into() },
-    );
+    let read = h.apply(Some(Session { client: 99, seq: 7 }), Command::Get { key: "a".into() });
     assert_eq!(read.reply, Reply::Value(Some("1".into())));
-    let reg = h.apply(
-        Some(Session { client: 99, seq: 7 }),
-        Command::RegisterSession,
-    );
+    let reg = h.apply(Some(Session { client: 99, seq: 7 }), Command::RegisterSession);
     assert_eq!(reg.reply, Reply::Registered { client: 3 });
 }
 
@@ -163,10 +134,7 @@ fn a_session_exactly_at_the_ttl_survives() {
     h.advance(1_000);
     assert_eq!(h.write_as(client, 1, put("a", "1")).reply, Reply::Ok);
     h.advance(1_001);
-    assert_eq!(
-        h.write_as(client, 2, put("a", "2")).reply,
-        Reply::Error(CommandError::SessionExpired)
-    );
+    assert_eq!(h.write_as(client, 2, put("a", "2")).reply, Reply::Error(CommandError::SessionExpired));
 }
 
 #[test]
@@ -180,10 +148,7 @@ fn retries_and_stale_requests_keep_a_session_alive() {
         h.advance(800);
         h.write_as(client, 1, put("a", "1"));
     }
-    assert_eq!(
-        h.store.session(client).map(|s| s.last_active_ms()),
-        Some(h.time_ms)
-    );
+    assert_eq!(h.store.session(client).map(|s| s.last_active_ms()), Some(h.time_ms));
 }
 
 #[test]
@@ -196,10 +161,7 @@ fn the_log_clock_never_moves_back() {
     h.time_ms = 4_500;
     let client = h.register();
     assert_eq!(h.store.log_clock_ms(), 5_000);
-    assert_eq!(
-        h.store.session(client).map(|s| s.last_active_ms()),
-        Some(5_000)
-    );
+    assert_eq!(h.store.session(client).map(|s| s.last_active_ms()), Some(5_000));
     // At 5900 the cutoff is 4900: the session lives (it would not, had it been active at 4500).
     h.time_ms = 5_900;
     assert_eq!(h.write_as(client, 1, put("a", "2")).reply, Reply::Ok);
@@ -224,17 +186,11 @@ fn registering_beyond_the_limit_evicts_the_least_recently_active() {
     h.advance(10);
     h.write_as(a, 1, put("k", "a"));
     let c = h.register();
-    assert!(
-        h.store.session(b).is_none(),
-        "b was the least recently active"
-    );
+    assert!(h.store.session(b).is_none(), "b was the least recently active");
     assert!(h.store.session(a).is_some());
     assert!(h.store.session(c).is_some());
     assert_eq!(h.store.session_count(), 2);
-    assert_eq!(
-        h.write_as(b, 1, put("k", "b")).reply,
-        Reply::Error(CommandError::SessionExpired)
-    );
+    assert_eq!(h.write_as(b, 1, put("k", "b")).reply, Reply::Error(CommandError::SessionExpired));
     // a and c are both active at 10: the tie goes against the lower client id.
     h.register();
     assert!(h.store.session(a).is_none());
@@ -247,20 +203,9 @@ fn every_replica_expires_the_same_sessions() {
     let mut log = Vec::new();
     for step in 0..40_u64 {
         a.time_ms = step * 97 % 1_300 + step * 10; // not monotone: the log clock is the max
-        let command = if step % 3 == 0 {
-            Command::RegisterSession
-        } else {
-            put("k", &step.to_string())
-        };
-        let session = (step % 3 != 0).then_some(Session {
-            client: step / 3 * 3 + 1,
-            seq: step,
-        });
-        let request = raft_kv::Request {
-            session,
-            time_ms: a.time_ms,
-            command,
-        };
+        let command = if step % 3 == 0 { Command::RegisterSession } else { put("k", &step.to_string()) };
+        let session = (step % 3 != 0).then_some(Session { client: step / 3 * 3 + 1, seq: step });
+        let request = raft_kv::Request { session, time_ms: a.time_ms, command };
         let data = raft_kv::encode_request(&request);
         a.apply_raw(&data);
         log.push(data);

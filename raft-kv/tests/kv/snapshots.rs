@@ -7,11 +7,7 @@ use crate::{append, incr, put, Harness};
 
 /// A store with keys, sessions in several states, a stored error reply and a moved log clock.
 fn busy_store() -> Harness {
-    let mut h = Harness::with_limits(Limits {
-        max_sessions: 3,
-        session_ttl_ms: 10_000,
-        ..Limits::default()
-    });
+    let mut h = Harness::with_limits(Limits { max_sessions: 3, session_ttl_ms: 10_000, ..Limits::default() });
     let a = h.register();
     let b = h.register();
     h.advance(250);
@@ -19,9 +15,7 @@ fn busy_store() -> Harness {
     h.write_as(b, 1, incr("x", 1));
     h.write_as(b, 2, append("x", "!"));
     h.write_as(a, 2, incr("x", 1)); // NotAnInteger, stored as a's reply
-    h.write(Command::MultiPut {
-        pairs: vec![(vec![], vec![]), (vec![0xff; 10], vec![0; 100])],
-    });
+    h.write(Command::MultiPut { pairs: vec![(vec![], vec![]), (vec![0xff; 10], vec![0; 100])] });
     h.apply_raw(&[]);
     h.register();
     h.register(); // evicts a
@@ -72,11 +66,7 @@ fn an_empty_store_round_trips() {
 fn every_truncation_is_rejected() {
     let bytes = busy_store().store.snapshot();
     for len in 0..bytes.len() {
-        assert_eq!(
-            KvStore::restore(&bytes[..len], Limits::default()),
-            Err(DecodeError::Truncated),
-            "cut to {len} bytes"
-        );
+        assert_eq!(KvStore::restore(&bytes[..len], Limits::default()), Err(DecodeError::Truncated), "cut to {len} bytes");
     }
 }
 
@@ -84,19 +74,10 @@ fn every_truncation_is_rejected() {
 fn wrong_version_trailing_bytes_and_garbage_are_rejected() {
     let mut bytes = busy_store().store.snapshot();
     bytes.push(0);
-    assert_eq!(
-        KvStore::restore(&bytes, Limits::default()),
-        Err(DecodeError::TrailingBytes { count: 1 })
-    );
+    assert_eq!(KvStore::restore(&bytes, Limits::default()), Err(DecodeError::TrailingBytes { count: 1 }));
     bytes.pop();
     bytes[0] = 2;
-    assert_eq!(
-        KvStore::restore(&bytes, Limits::default()),
-        Err(DecodeError::UnsupportedVersion {
-            found: 2,
-            supported: 1
-        })
-    );
+    assert_eq!(KvStore::restore(&bytes, Limits::default()), Err(DecodeError::UnsupportedVersion { found: 2, supported: 1 }));
     assert!(KvStore::restore(b"\x01garbage garbage garbage", Limits::default()).is_err());
 }
 
@@ -117,10 +98,7 @@ fn corrupting_any_byte_never_panics() {
 #[test]
 fn restoring_under_fewer_sessions_evicts_the_least_recently_active() {
     let h = busy_store();
-    let limits = Limits {
-        max_sessions: 1,
-        ..*h.store.limits()
-    };
+    let limits = Limits { max_sessions: 1, ..*h.store.limits() };
     let restored = KvStore::restore(&h.store.snapshot(), limits).unwrap();
     assert_eq!(restored.session_count(), 1);
     // Sessions 2, 9 and 10 were all last active at 250: the highest client id survives.
