@@ -50,8 +50,9 @@ pub enum MessageBody {
     ReadIndexResponse(ReadIndexResponse),
     /// A follower forwards proposals to the leader.
     Propose(ForwardedProposals),
-    /// One chunk of a snapshot (§7).
-    InstallSnapshot(SnapshotChunk),
+    /// One chunk of a snapshot (§7). Boxed: it is rare and large, and every other message
+    /// stays small.
+    InstallSnapshot(Box<SnapshotChunk>),
     /// Answer to a snapshot chunk.
     InstallSnapshotResponse(SnapshotResponse),
 }

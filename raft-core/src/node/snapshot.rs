@@ -73,7 +73,7 @@ impl Node {
             total_len: total,
             data: snapshot.data.slice(offset as usize..end as usize),
         };
-        outbox.now.push(crate::message::Message { from: *id, to, term: *term, body: MessageBody::InstallSnapshot(chunk) });
+        outbox.now.push(crate::message::Message { from: *id, to, term: *term, body: MessageBody::InstallSnapshot(Box::new(chunk)) });
     }
 
     /// Resends a chunk that went unanswered for an election timeout.
@@ -118,7 +118,7 @@ impl Node {
     }
 
     /// A chunk of the leader's snapshot (§7, InstallSnapshot receiver).
-    pub(super) fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: SnapshotChunk) -> Result<()> {
+    pub(super) fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: Box<SnapshotChunk>) -> Result<()> {
         let invalid = |reason: &str| Err(Error::InvalidMessage { from, reason: reason.to_string() });
         if chunk.offset.checked_add(chunk.data.len() as u64).is_none_or(|end| end > chunk.total_len) {
             return invalid("snapshot chunk beyond the snapshot's length");

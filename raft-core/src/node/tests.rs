@@ -835,3 +835,9 @@ mod messages {
         }
     }
 }
+
+#[test]
+fn messages_and_entries_stay_small_because_they_are_moved_on_every_hot_path() {
+    assert!(std::mem::size_of::<Message>() <= 96, "Message is {} bytes", std::mem::size_of::<Message>());
+    assert!(std::mem::size_of::<Entry>() <= 56, "Entry is {} bytes", std::mem::size_of::<Entry>());
+}
