@@ -585,7 +585,7 @@ impl Node {
             MessageBody::ReadIndex(req) => self.handle_read_index_request(from, req),
             MessageBody::ReadIndexResponse(resp) => self.handle_read_index_response(resp),
             MessageBody::Propose(p) => self.handle_forwarded_proposals(from, p),
-            MessageBody::InstallSnapshot(chunk) => return self.handle_snapshot_chunk(from, chunk),
+            MessageBody::InstallSnapshot(chunk) => return self.handle_snapshot_chunk(from, *chunk),
             MessageBody::InstallSnapshotResponse(resp) => self.handle_snapshot_response(from, resp),
         }
         Ok(())

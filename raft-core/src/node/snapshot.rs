@@ -118,7 +118,7 @@ impl Node {
     }
 
     /// A chunk of the leader's snapshot (§7, InstallSnapshot receiver).
-    pub(super) fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: Box<SnapshotChunk>) -> Result<()> {
+    pub(super) fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: SnapshotChunk) -> Result<()> {
         let invalid = |reason: &str| Err(Error::InvalidMessage { from, reason: reason.to_string() });
         if chunk.offset.checked_add(chunk.data.len() as u64).is_none_or(|end| end > chunk.total_len) {
             return invalid("snapshot chunk beyond the snapshot's length");
