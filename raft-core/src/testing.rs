@@ -81,7 +81,16 @@ pub struct Member {
     pub read_states: Vec<ReadState>,
     /// Entries it reported dropped.
     pub dropped: Vec<DroppedEntries>,
+    /// With [`Network::async_disk`]: written but not yet durable (lost in a crash).
+    pending: Vec<PendingWrite>,
     config: Config,
+}
+
+/// A Ready's persistence part, waiting for a sync.
+#[derive(Debug)]
+struct PendingWrite {
+    number: crate::ReadyNumber,
+    ready: Ready,
 }
 
 /// A set of nodes and the messages between them.
@@ -93,14 +102,29 @@ pub struct Network {
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Take a snapshot whenever the node says one is due.
     pub auto_compact: bool,
+    /// Writes become durable only at [`Network::sync`] (or when [`Network::deliver_all`] runs);
+    /// a crash loses the rest. Off: every Ready is durable at once.
+    pub async_disk: bool,
     /// Messages delivered so far.
     pub delivered: u64,
     /// Messages delivered so far, by [`crate::MessageBody::name`].
     pub delivered_by_kind: BTreeMap<&'static str, u64>,
+    history: History,
+}
+
+/// What the safety checks remember over a whole run.
+#[derive(Debug, Default)]
+struct History {
+    /// Every leader seen, by term.
+    leaders: BTreeMap<Term, NodeId>,
+    /// Every entry seen committed, with the term of the node that first saw it committed.
+    committed: BTreeMap<LogIndex, (EntryId, Term)>,
+    /// Each running node's commit index at the last check.
+    commit: BTreeMap<NodeId, LogIndex>,
 }
 
 /// Most delivery rounds `deliver_all` runs before declaring the cluster live-locked.
-const MAX_ROUNDS: usize = 10_000;
+const MAX_ROUNDS: usize = 1_000;
 
 impl Network {
     /// `n` nodes with ids 1..=n forming a new cluster, default configuration (seed 0).
@@ -116,8 +140,10 @@ impl Network {
             in_flight: VecDeque::new(),
             cut: BTreeSet::new(),
             auto_compact: false,
+            async_disk: false,
             delivered: 0,
             delivered_by_kind: BTreeMap::new(),
+            history: History::default(),
         };
         for &id in &voters {
             let mut config = Config::new(id);
@@ -137,6 +163,7 @@ impl Network {
             applied_index: LogIndex(0),
             read_states: Vec::new(),
             dropped: Vec::new(),
+            pending: Vec::new(),
             config,
         };
         self.members.insert(id, member);
@@ -203,8 +230,8 @@ impl Network {
         while node.has_ready() {
             guard += 1;
             assert!(guard < 1000, "node {id} keeps producing Readies");
-            let rd = node.ready();
-            m.disk.persist(&rd);
+            let mut rd = node.ready();
+            let snapshot_due = rd.snapshot_due;
             if let Some(snapshot) = &rd.snapshot {
                 m.applied_index = snapshot.meta.last.index;
                 m.applied.retain(|e| e.index <= m.applied_index);
@@ -216,13 +243,20 @@ impl Network {
             }
             m.read_states.extend(rd.read_states.iter().copied());
             m.dropped.extend(rd.dropped.iter().copied());
-            for msg in &rd.messages {
+            for msg in rd.messages.drain(..) {
                 if !self.cut.contains(&(msg.from, msg.to)) {
-                    self.in_flight.push_back(msg.clone());
+                    self.in_flight.push_back(msg);
                 }
             }
-            node.on_persisted(rd.number);
-            if auto_compact && rd.snapshot_due {
+            if self.async_disk {
+                if rd.has_persistence() {
+                    m.pending.push(PendingWrite { number: rd.number, ready: rd });
+                }
+            } else {
+                m.disk.persist(&rd);
+                node.on_persisted(rd.number);
+            }
+            if auto_compact && snapshot_due {
                 let index = node.applied_index();
                 let snapshot = Snapshot {
                     meta: node.compact(SnapshotData { index, data: Bytes::from(index.0.to_le_bytes().to_vec()) }).expect("compact"),
@@ -231,6 +265,29 @@ impl Network {
                 m.disk.compact(snapshot);
             }
             node.check_invariants();
+        }
+    }
+
+    /// Makes everything `id` wrote durable and tells it so (with [`Network::async_disk`]).
+    pub fn sync(&mut self, id: NodeId) {
+        let Some(m) = self.members.get_mut(&id) else { return };
+        let Some(node) = m.node.as_mut() else { return };
+        let mut last = None;
+        for w in m.pending.drain(..) {
+            m.disk.persist(&w.ready);
+            last = Some(w.number);
+        }
+        if let Some(number) = last {
+            node.on_persisted(number);
+        }
+        self.process(id);
+    }
+
+    /// [`Network::sync`] for every node.
+    pub fn sync_all(&mut self) {
+        let ids: Vec<NodeId> = self.members.keys().copied().collect();
+        for id in ids {
+            self.sync(id);
         }
     }
 
@@ -270,8 +327,11 @@ impl Network {
     /// After too many rounds (a live-lock).
     pub fn deliver_all(&mut self) {
         for _ in 0..MAX_ROUNDS {
+            if self.async_disk {
+                self.sync_all();
+            }
             self.process_all();
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && (!self.async_disk || self.members.values().all(|m| m.pending.is_empty())) {
                 return;
             }
             while self.deliver_one() {}
@@ -379,6 +439,8 @@ impl Network {
     pub fn crash(&mut self, id: NodeId) {
         let m = self.members.get_mut(&id).expect("known node");
         m.node = None;
+        m.pending.clear();
+        self.history.commit.remove(&id);
     }
 
     /// Restarts `id` from its disk.
@@ -391,8 +453,31 @@ impl Network {
         m.applied_index = applied;
         let state =
             PersistedState { hard_state: m.disk.hard_state, snapshot: m.disk.snapshot.clone(), entries: m.disk.entries.clone(), applied };
-        m.node = Some(Node::restart(m.config.clone(), state).expect("restart from a consistent disk"));
+        let durable_commit = m.disk.hard_state.commit;
+        let node = Node::restart(m.config.clone(), state).expect("restart from a consistent disk");
+        assert!(node.commit_index() >= durable_commit.min(node.last_entry().index), "node {id} restarted below its durable commit index");
+        m.node = Some(node);
         self.process(id);
+    }
+
+    /// Drops the oldest in-flight message.
+    pub fn drop_front(&mut self) {
+        self.in_flight.pop_front();
+    }
+
+    /// Duplicates the oldest in-flight message.
+    pub fn duplicate_front(&mut self) {
+        if let Some(m) = self.in_flight.front().cloned() {
+            self.in_flight.push_front(m);
+        }
+    }
+
+    /// Swaps the oldest in-flight message with the one `k` places behind it (a reordering).
+    pub fn swap_front(&mut self, k: usize) {
+        if self.in_flight.len() > 1 {
+            let k = k % self.in_flight.len();
+            self.in_flight.swap(0, k);
+        }
     }
 
     /// The data of the normal entries `id` applied, in order.
@@ -400,17 +485,39 @@ impl Network {
         self.members[&id].applied.iter().filter(|e| e.kind == EntryKind::Normal).map(|e| e.data.to_vec()).collect()
     }
 
-    /// Asserts the safety properties across all nodes: election safety in the current terms,
-    /// log matching, and state machine safety (applied prefixes agree).
-    pub fn check_safety(&self) {
-        let mut leaders: BTreeMap<Term, NodeId> = BTreeMap::new();
+    /// Asserts the safety properties across all nodes, and over the run so far: at most one
+    /// leader per term (ever), log matching, leader completeness (a leader holds every entry seen
+    /// committed in an earlier term), state machine safety (every node applied the same entry at
+    /// each index), and commit indexes that never go back.
+    pub fn check_safety(&mut self) {
         for (id, m) in &self.members {
-            if let Some(n) = &m.node {
-                n.check_invariants();
-                if n.role() == RoleKind::Leader {
-                    if let Some(other) = leaders.insert(n.term(), *id) {
-                        panic!("two leaders in term {}: {other} and {id}", n.term());
-                    }
+            let Some(n) = &m.node else { continue };
+            n.check_invariants();
+            if n.role() == RoleKind::Leader {
+                if let Some(other) = self.history.leaders.insert(n.term(), *id) {
+                    assert_eq!(other, *id, "election safety: two leaders in term {}: {other} and {id}", n.term());
+                }
+            }
+            let commit = n.commit_index();
+            if let Some(before) = self.history.commit.insert(*id, commit) {
+                assert!(commit >= before, "node {id}'s commit index went back from {before} to {commit}");
+            }
+            for index in (n.first_index().0..=commit.0).map(LogIndex) {
+                let Some(term) = n.term_at(index) else { continue };
+                let seen = self.history.committed.entry(index).or_insert((EntryId::new(term, index), n.term()));
+                assert_eq!(seen.0.term, term, "node {id} committed {index} with term {term}, but {} was committed before", seen.0);
+            }
+        }
+        for (id, m) in &self.members {
+            let Some(n) = m.node.as_ref().filter(|n| n.role() == RoleKind::Leader) else { continue };
+            for (index, (entry, seen_in)) in &self.history.committed {
+                if *seen_in < n.term() && *index >= n.first_index() {
+                    assert_eq!(
+                        n.term_at(*index),
+                        Some(entry.term),
+                        "leader completeness: leader {id} of term {} lacks committed entry {entry}",
+                        n.term()
+                    );
                 }
             }
         }

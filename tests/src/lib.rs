@@ -1,1 +1,1 @@
-//! Workspace-level tests live in `tests/`.
+//! Workspace-level tests live in `tests/` (scenarios, properties, cluster tests).
