@@ -1,0 +1,1 @@
+//! Durable log and snapshot files (work in progress).

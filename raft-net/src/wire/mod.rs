@@ -1,0 +1,1 @@
+//! Wire formats: peer frames, message codec, handshake, RESP2, transport (work in progress).
