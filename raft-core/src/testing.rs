@@ -66,6 +66,42 @@ impl Disk {
     }
 }
 
+/// The test state machine's snapshot: the applied entries, in order (index, term, kind, data).
+fn encode_applied(applied: &[Entry]) -> Bytes {
+    let mut out = Vec::new();
+    for e in applied {
+        out.extend_from_slice(&e.index.0.to_le_bytes());
+        out.extend_from_slice(&e.term.0.to_le_bytes());
+        out.push(match e.kind {
+            EntryKind::Blank => 0,
+            EntryKind::Normal => 1,
+            EntryKind::Membership => 2,
+        });
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.data);
+    }
+    Bytes::from(out)
+}
+
+fn decode_applied(data: &Bytes) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let u64_at = |p: usize| u64::from_le_bytes(data[p..p + 8].try_into().expect("8 bytes"));
+    while pos < data.len() {
+        let index = LogIndex(u64_at(pos));
+        let term = Term(u64_at(pos + 8));
+        let kind = match data[pos + 16] {
+            0 => EntryKind::Blank,
+            1 => EntryKind::Normal,
+            _ => EntryKind::Membership,
+        };
+        let len = u32::from_le_bytes(data[pos + 17..pos + 21].try_into().expect("4 bytes")) as usize;
+        out.push(Entry { term, index, kind, data: data.slice(pos + 21..pos + 21 + len) });
+        pos += 21 + len;
+    }
+    out
+}
+
 /// One node of the network with its driver's state.
 #[derive(Debug)]
 pub struct Member {
@@ -233,8 +269,9 @@ impl Network {
             let mut rd = node.ready();
             let snapshot_due = rd.snapshot_due;
             if let Some(snapshot) = &rd.snapshot {
+                // The state machine is replaced by the snapshot's.
                 m.applied_index = snapshot.meta.last.index;
-                m.applied.retain(|e| e.index <= m.applied_index);
+                m.applied = decode_applied(&snapshot.data);
             }
             for e in &rd.committed_entries {
                 assert_eq!(e.index, m.applied_index.next(), "node {id} applies in order without gaps");
@@ -257,15 +294,29 @@ impl Network {
                 node.on_persisted(rd.number);
             }
             if auto_compact && snapshot_due {
-                let index = node.applied_index();
-                let snapshot = Snapshot {
-                    meta: node.compact(SnapshotData { index, data: Bytes::from(index.0.to_le_bytes().to_vec()) }).expect("compact"),
-                    data: Bytes::from(index.0.to_le_bytes().to_vec()),
-                };
-                m.disk.compact(snapshot);
+                let data = encode_applied(&m.applied);
+                let meta = node.compact(SnapshotData { index: m.applied_index, data: data.clone() }).expect("compact at the applied index");
+                m.disk.compact(Snapshot { meta, data });
             }
             node.check_invariants();
         }
+    }
+
+    /// Takes a snapshot of `id`'s state machine at its applied index and compacts its log.
+    pub fn compact(&mut self, id: NodeId) -> Result<()> {
+        let m = self.members.get_mut(&id).expect("known node");
+        let node = m.node.as_mut().expect("running node");
+        let data = encode_applied(&m.applied);
+        let meta = node.compact(SnapshotData { index: m.applied_index, data: data.clone() })?;
+        m.disk.compact(Snapshot { meta, data });
+        Ok(())
+    }
+
+    /// Proposes a membership change at `id` and processes it.
+    pub fn propose_membership(&mut self, id: NodeId, steps: &[crate::ChangeStep]) -> Result<EntryId> {
+        let r = self.node_mut(id).propose_membership(steps, Bytes::new());
+        self.process(id);
+        r
     }
 
     /// Makes everything `id` wrote durable and tells it so (with [`Network::async_disk`]).
@@ -449,7 +500,7 @@ impl Network {
         assert!(m.node.is_none(), "node {id} is running");
         // The state machine is rebuilt from the snapshot, then replays committed entries.
         let applied = m.disk.snapshot.as_ref().map_or(LogIndex(0), |s| s.meta.last.index);
-        m.applied.retain(|e| e.index <= applied);
+        m.applied = m.disk.snapshot.as_ref().map_or_else(Vec::new, |s| decode_applied(&s.data));
         m.applied_index = applied;
         let state =
             PersistedState { hard_state: m.disk.hard_state, snapshot: m.disk.snapshot.clone(), entries: m.disk.entries.clone(), applied };

@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 use raft_core::testing::Network;
-use raft_core::{Config, NodeId};
+use raft_core::{ChangeStep, CompactionPolicy, Config, NodeId};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -43,11 +43,23 @@ enum Step {
     Campaign(u64),
     /// Make a node's writes durable (with an asynchronous disk; a crash loses unsynced writes).
     Sync(u64),
+    /// Snapshot a node's state machine and compact its log.
+    Compact(u64),
+    /// Ask the leader (if any) to add a node as a learner.
+    AddLearner(u64),
+    /// Ask the leader to promote a learner.
+    Promote(u64),
+    /// Ask the leader to remove a member.
+    Remove(u64),
 }
 
 fn step(n: u64) -> impl Strategy<Value = Step> {
     let node = 1..=n;
     prop_oneof![
+        1 => node.clone().prop_map(Step::Compact),
+        1 => node.clone().prop_map(Step::AddLearner),
+        2 => node.clone().prop_map(Step::Promote),
+        1 => node.clone().prop_map(Step::Remove),
         6 => node.clone().prop_map(Step::Tick),
         3 => Just(Step::TickAll),
         4 => node.clone().prop_map(Step::Propose),
@@ -125,17 +137,44 @@ fn apply(net: &mut Network, n: u64, s: &Step, proposals: &mut u64) {
             }
         }
         Step::Sync(x) => net.sync(id(x)),
+        Step::Compact(x) => {
+            if net.is_up(id(x)) {
+                let _ = net.compact(id(x));
+            }
+        }
+        Step::AddLearner(x) | Step::Promote(x) | Step::Remove(x) => {
+            if let Some(leader) = net.leader() {
+                let change = match *s {
+                    Step::AddLearner(_) => ChangeStep::AddLearner(id(x)),
+                    Step::Promote(_) => ChangeStep::PromoteLearner(id(x)),
+                    _ => ChangeStep::Remove(id(x)),
+                };
+                // Refusals (a change in progress, an invalid step) are part of the test too.
+                let _ = net.propose_membership(leader, &[change]);
+            }
+        }
     }
 }
 
 /// Runs a schedule with the safety checks after every step, then checks liveness.
 fn run(n: u64, steps: &[Step], async_disk: bool, adjust: impl Fn(&mut Config)) {
-    let mut net = Network::with_config(n, |c| {
+    run_with_joiners(n, 0, steps, async_disk, false, adjust)
+}
+
+/// `voters` initial voters plus `joiners` servers that may be added later.
+fn run_with_joiners(voters: u64, joiners: u64, steps: &[Step], async_disk: bool, auto_compact: bool, adjust: impl Fn(&mut Config)) {
+    let n = voters + joiners;
+    let config = |c: &mut Config| {
         c.election_ticks = 6;
         c.heartbeat_ticks = 2;
         adjust(c);
-    });
+    };
+    let mut net = Network::with_config(voters, config);
+    for j in voters + 1..=n {
+        net.add_joiner(NodeId(j), config);
+    }
     net.async_disk = async_disk;
+    net.auto_compact = auto_compact;
     let mut proposals = 0;
     for s in steps {
         apply(&mut net, n, s, &mut proposals);
@@ -164,11 +203,13 @@ fn run(n: u64, steps: &[Step], async_disk: bool, adjust: impl Fn(&mut Config)) {
         }
     }
     assert!(committed, "no leader committed within 400 ticks after every fault healed");
-    // ... and every node converges on the same applied sequence within a bounded time (a stale
+    // ... and every member converges on the same applied sequence within a bounded time (a stale
     // leader may have to be deposed first, which takes an election).
     let converged = |net: &Network| {
-        let reference = net.applied_data(NodeId(1));
-        !reference.is_empty() && (2..=n).all(|i| net.applied_data(NodeId(i)) == reference)
+        let Some(leader) = net.leader() else { return false };
+        let reference = net.applied_data(leader);
+        let members: Vec<NodeId> = net.node(leader).membership().members().collect();
+        !reference.is_empty() && members.iter().all(|&m| net.applied_data(m) == reference)
     };
     for _ in 0..400 {
         if converged(&net) {
@@ -206,6 +247,20 @@ proptest! {
     #[test]
     fn without_pre_vote_or_check_quorum_nodes_stay_safe(steps in proptest::collection::vec(step(3), 1..300)) {
         run(3, &steps, true, |c| { c.pre_vote = false; c.check_quorum = false; });
+    }
+
+    #[test]
+    fn membership_changes_and_snapshots_stay_safe(steps in proptest::collection::vec(step(5), 1..300)) {
+        run_with_joiners(3, 2, &steps, true, true, |c| c.compaction = CompactionPolicy { max_entries: Some(5), max_bytes: None });
+    }
+
+    #[test]
+    fn membership_changes_with_tiny_messages_stay_safe(steps in proptest::collection::vec(step(5), 1..300)) {
+        run_with_joiners(3, 2, &steps, false, true, |c| {
+            c.compaction = CompactionPolicy { max_entries: Some(8), max_bytes: None };
+            c.max_bytes_per_msg = 64;
+            c.max_inflight_msgs = 2;
+        });
     }
 
     #[test]

@@ -755,9 +755,14 @@ impl Node {
                 assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
                 assert_eq!(self.leader, Some(self.id), "a leader knows it leads");
                 assert_eq!(self.log.last_id().term, self.term, "a leader's last entry is of its term");
-                let members: Vec<NodeId> = self.log.membership().members().collect();
+                // A leader being removed keeps leading (and tracking itself) until the change commits.
+                let mut members: Vec<NodeId> = self.log.membership().members().collect();
+                if !members.contains(&self.id) {
+                    members.push(self.id);
+                    members.sort_unstable();
+                }
                 let tracked: Vec<NodeId> = leader.progress.iter().map(|(id, _)| *id).collect();
-                assert_eq!(members, tracked, "the leader tracks exactly the members");
+                assert_eq!(members, tracked, "the leader tracks exactly the members and itself");
                 for (id, pr) in &leader.progress {
                     assert!(pr.matched <= self.log.last_index(), "match of {id} within the log");
                     assert!(pr.next > pr.matched, "next of {id} beyond its match");

@@ -34,7 +34,11 @@ fn due(pr: &Progress, log: &RaftLog) -> Due {
             Some(t) if t.sent_offset == t.acked_offset => Due::SnapshotChunk,
             _ => Due::Nothing,
         },
-        _ if !pr.is_paused() && pr.next <= log.last_index() => Due::Append,
+        // Entries to stream; or, probing, a peer whose log we have not matched yet: an empty
+        // probe finds out where it stands (a new member, or one whose probe was lost).
+        _ if !pr.is_paused() && (pr.next <= log.last_index() || (pr.state == ReplicationState::Probe && pr.matched < log.last_index())) => {
+            Due::Append
+        }
         _ if pr.commit_sent < pr.matched.min(log.committed()) => Due::Commit,
         _ => Due::Nothing,
     }
