@@ -32,13 +32,38 @@ use crate::quorum::{self, VoteResult};
 use crate::types::NodeId;
 
 /// A cluster configuration. Possibly joint: while `outgoing` is non-empty, quorums need a
-/// majority of `voters` and a majority of `outgoing`.
+/// majority of `voters` and a majority of `outgoing`. Deserializing (with the `serde` feature)
+/// checks the same rules as [`Membership::from_parts`]: sorted, unique, valid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "MembershipParts"))]
 pub struct Membership {
     voters: Vec<NodeId>,
     outgoing: Vec<NodeId>,
     learners: Vec<NodeId>,
+}
+
+/// The wire form of a [`Membership`], checked when converted.
+#[cfg(feature = "serde")]
+#[derive(Deserialize)]
+struct MembershipParts {
+    voters: Vec<NodeId>,
+    outgoing: Vec<NodeId>,
+    learners: Vec<NodeId>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<MembershipParts> for Membership {
+    type Error = Error;
+
+    fn try_from(p: MembershipParts) -> Result<Membership, Error> {
+        if ![&p.voters, &p.outgoing, &p.learners].iter().all(|set| quorum::is_sorted_unique(set)) {
+            return Err(Error::InvalidMembership { reason: "member ids not sorted and unique".into() });
+        }
+        let m = Membership { voters: p.voters, outgoing: p.outgoing, learners: p.learners };
+        m.validate()?;
+        Ok(m)
+    }
 }
 
 /// One step of a membership change, as a user asks for it.
@@ -424,6 +449,26 @@ mod tests {
             let (back, back_ctx) = Membership::decode(&m.encode(&ctx)).unwrap();
             prop_assert_eq!(back, m);
             prop_assert_eq!(&back_ctx[..], &ctx[..]);
+        }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn deserializing_checks_the_same_rules_as_from_parts() {
+        let ok: Membership = serde_json::from_str(r#"{"voters":[1,2,3],"outgoing":[],"learners":[4]}"#).unwrap();
+        assert_eq!(ok, Membership::from_parts([NodeId(1), NodeId(2), NodeId(3)], [], [NodeId(4)]).unwrap());
+        for bad in [
+            r#"{"voters":[2,1],"outgoing":[],"learners":[]}"#,
+            r#"{"voters":[1,1],"outgoing":[],"learners":[]}"#,
+            r#"{"voters":[],"outgoing":[],"learners":[]}"#,
+            r#"{"voters":[1],"outgoing":[],"learners":[1]}"#,
+            r#"{"voters":[0],"outgoing":[],"learners":[]}"#,
+        ] {
+            assert!(serde_json::from_str::<Membership>(bad).is_err(), "{bad}");
         }
     }
 }

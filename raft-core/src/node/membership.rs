@@ -53,6 +53,8 @@ impl Node {
         if self.log.membership_index() > self.log.committed() {
             return;
         }
+        // The latest configuration is committed: servers it removed got it; stop tracking them.
+        self.sync_leader_progress();
         let membership = self.log.membership();
         if membership.is_joint() {
             let next = membership.leave_joint();
@@ -84,11 +86,23 @@ impl Node {
         self.become_follower(self.term, None);
     }
 
-    /// Makes the leader's progress entries match the membership in force.
+    /// Makes the leader's progress entries match the membership in force plus the last
+    /// committed one: a server being removed keeps receiving the log until the configuration
+    /// that removes it commits, so it learns of its removal and stops campaigning.
     pub(super) fn sync_leader_progress(&mut self) {
         let next: LogIndex = self.log.last_index().next();
         let max_inflight = self.config.max_inflight_msgs;
+        let members = self.replication_targets();
         let Role::Leader(leader) = &mut self.role else { return };
-        leader.sync_members(self.log.membership().members(), self.id, next, max_inflight);
+        leader.sync_members(members.into_iter(), self.id, next, max_inflight);
+    }
+
+    /// Everyone the leader replicates to: the members of the latest and of the last committed
+    /// configuration, sorted.
+    pub(super) fn replication_targets(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.log.membership().members().chain(self.log.membership_at(self.log.committed()).members()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }

@@ -681,7 +681,7 @@ impl Node {
         assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
         let next = self.log.last_index().next();
         let max_inflight = self.config.max_inflight_msgs;
-        let progress = self.log.membership().members().map(|id| (id, Progress::new(next, max_inflight))).collect();
+        let progress = self.replication_targets().into_iter().map(|id| (id, Progress::new(next, max_inflight))).collect();
         self.role = Role::Leader(Box::new(LeaderState {
             progress,
             heartbeat_elapsed: 0,
@@ -755,8 +755,9 @@ impl Node {
                 assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
                 assert_eq!(self.leader, Some(self.id), "a leader knows it leads");
                 assert_eq!(self.log.last_id().term, self.term, "a leader's last entry is of its term");
-                // A leader being removed keeps leading (and tracking itself) until the change commits.
-                let mut members: Vec<NodeId> = self.log.membership().members().collect();
+                // The members of the latest and last committed configurations, and itself (a
+                // leader being removed keeps leading until the change commits).
+                let mut members = self.replication_targets();
                 if !members.contains(&self.id) {
                     members.push(self.id);
                     members.sort_unstable();
