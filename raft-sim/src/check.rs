@@ -11,6 +11,10 @@
 //! - **State machine safety**: every node applies the same entry at each index.
 //! - **Monotonicity**: a running node's commit index never goes back; a node's durable term never
 //!   goes back, across crashes too.
+//! - **Durability of promises**: a leader's term is durable on its own disk, and every entry a
+//!   leader counts as replicated on a peer (its match index, in the peer's current term) is in
+//!   that peer's durable log or snapshot. Checked across nodes after every event; this is what
+//!   answering before an fsync breaks, whether or not a crash later exposes it.
 //! - **Acknowledged writes are never lost**: checked at the end against every member's log.
 
 use std::collections::BTreeMap;

@@ -24,6 +24,17 @@ struct PendingWrite {
     records: Vec<Record>,
 }
 
+/// What a disk holds at one index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Covered by the durable snapshot (only committed entries are).
+    InSnapshot,
+    /// An entry of this term.
+    Entry(raft_core::Term),
+    /// Nothing durable.
+    Nothing,
+}
+
 /// What survives a crash.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Durable {
@@ -136,6 +147,24 @@ impl Disk {
             self.durable.apply(r);
         }
         lost
+    }
+
+    /// Whether an fsync is in flight.
+    pub(crate) fn syncing(&self) -> bool {
+        self.syncing.is_some()
+    }
+
+    /// What the disk durably holds at `index`.
+    pub(crate) fn durable_at(&self, index: raft_core::LogIndex) -> Held {
+        let d = &self.durable;
+        if d.snapshot.as_ref().is_some_and(|s| index <= s.meta.last.index) {
+            return Held::InSnapshot;
+        }
+        let Some(first) = d.entries.front().map(|e| e.index) else { return Held::Nothing };
+        if index < first {
+            return Held::Nothing;
+        }
+        d.entries.get((index.0 - first.0) as usize).filter(|e| e.index == index).map_or(Held::Nothing, |e| Held::Entry(e.term))
     }
 
     /// Records not yet durable.

@@ -11,7 +11,8 @@
 //! `cut@2300:1>2` (messages from 1 to 2 are lost), `heal@2600`, `slowdisk@100:2`,
 //! `fastdisk@900:2`, `add@3000:6` (as a learner), `promote@3500:6`, `remove@4000:2`,
 //! `transfer@4200:3`, and faults aimed at whoever leads when they fire: `crashleader@5000`,
-//! `isolateleader@5100`, plus `restartall@5600` (every crashed server restarts).
+//! `isolateleader@5100`, `crashsyncing@5300` (a server with an fsync in flight), plus
+//! `restartall@5600` (every crashed server restarts).
 
 use std::fmt;
 
@@ -64,6 +65,8 @@ pub enum Fault {
     CrashLeader,
     /// Cut off whichever server leads when the fault fires.
     IsolateLeader,
+    /// Crash a server that has an fsync in flight (its unsynced writes are lost).
+    CrashSyncing,
     /// Restart every crashed server.
     RestartAll,
 }
@@ -107,6 +110,7 @@ impl fmt::Display for Scheduled {
             Fault::Transfer(n) => write!(f, "transfer@{t}:{n}"),
             Fault::CrashLeader => write!(f, "crashleader@{t}"),
             Fault::IsolateLeader => write!(f, "isolateleader@{t}"),
+            Fault::CrashSyncing => write!(f, "crashsyncing@{t}"),
             Fault::RestartAll => write!(f, "restartall@{t}"),
         }
     }
@@ -181,6 +185,7 @@ fn parse_item(item: &str) -> Result<Scheduled, String> {
         "transfer" => Fault::Transfer(node(0)?),
         "crashleader" => Fault::CrashLeader,
         "isolateleader" => Fault::IsolateLeader,
+        "crashsyncing" => Fault::CrashSyncing,
         "restartall" => Fault::RestartAll,
         other => return Err(format!("unknown fault kind '{other}'")),
     };
@@ -238,9 +243,11 @@ impl<'a> Generator<'a> {
             let mut t = self.gap(self.o.crash_every_ms);
             while t < d {
                 let down = self.gap(self.o.crash_every_ms / 2 + 50);
-                // Half the crashes hit the leader: leader changes are where Raft bugs live.
-                if self.below(2) == 0 {
-                    self.push(t, Fault::CrashLeader);
+                // A third of the crashes hit the leader (leader changes are where Raft bugs live),
+                // a third a server in the middle of an fsync (where durability bugs live).
+                let kind = self.below(3);
+                if kind < 2 {
+                    self.push(t, if kind == 0 { Fault::CrashLeader } else { Fault::CrashSyncing });
                     self.push(t + down, Fault::RestartAll);
                 } else {
                     let n = self.any_server();
@@ -325,9 +332,9 @@ mod tests {
 
     #[test]
     fn text_form_round_trips() {
-        let text = "crash@1200:3,restart@1800:3,partition@2000:1.2,isolate@2100:4,bridge@2200:3:1.2,cut@2300:1>2,heal@2600,slowdisk@2700:2,fastdisk@2900:2,add@3000:6,promote@3500:6,remove@4000:2,transfer@4200:3,crashleader@5000,isolateleader@5100,restartall@5600";
+        let text = "crash@1200:3,restart@1800:3,partition@2000:1.2,isolate@2100:4,bridge@2200:3:1.2,cut@2300:1>2,heal@2600,slowdisk@2700:2,fastdisk@2900:2,add@3000:6,promote@3500:6,remove@4000:2,transfer@4200:3,crashleader@5000,isolateleader@5100,crashsyncing@5300,restartall@5600";
         let s = Schedule::parse(text).unwrap();
-        assert_eq!(s.faults.len(), 16);
+        assert_eq!(s.faults.len(), 17);
         assert_eq!(s.to_string(), text);
         assert_eq!(Schedule::parse("").unwrap(), Schedule::default());
     }

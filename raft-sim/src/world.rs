@@ -20,7 +20,7 @@ use rand_core::{Rng, SeedableRng};
 
 use crate::check::{Checker, Violation};
 use crate::client::{Client, ClientReply, ClientRequest, Pending, RequestOp};
-use crate::disk::Disk;
+use crate::disk::{Disk, Held};
 use crate::event::{Event, EventQueue};
 use crate::faults::{Fault, Schedule};
 use crate::linearizability::{self, Completion, History, KvInput, KvOutput};
@@ -273,6 +273,7 @@ impl<'a> World<'a> {
             }
             self.trace.hash.write_u64(at);
             self.handle(event)?;
+            self.check_durable_promises()?;
             if self.phase == Phase::Liveness && self.finish_at.is_none() && self.all_clients_done() {
                 // Let followers catch up before the final checks.
                 self.finish_at = Some(self.now + 3 * u64::from(self.o.election_ticks) * self.o.tick_ms * 1000);
@@ -282,6 +283,47 @@ impl<'a> World<'a> {
         self.stats.elections = self.checker.elections;
         self.stats.history_len = self.history.len() as u64;
         self.final_checks()
+    }
+
+    /// A leader's term is durable, and what a leader counts as replicated on a peer that is still
+    /// in its term is durable on that peer.
+    fn check_durable_promises(&self) -> Step {
+        for s in self.servers.iter().flatten() {
+            let Some(leader) = s.node.as_ref().filter(|n| n.is_leader()) else { continue };
+            let durable_term = s.disk.durable.hard_state.term;
+            if durable_term != leader.term() {
+                return Err(Violation {
+                    property: "a leader's term is durable",
+                    nodes: vec![s.id],
+                    detail: format!("node {} leads term {} but its durable term is {durable_term}", s.id, leader.term()),
+                    at_us: self.now,
+                });
+            }
+            for p in leader.progress() {
+                if p.id == s.id || p.match_index.0 == 0 {
+                    continue;
+                }
+                let Some(peer) = self.servers.get((p.id.0 - 1) as usize).and_then(Option::as_ref) else { continue };
+                let peer_term = peer.node.as_ref().map_or(peer.disk.durable.hard_state.term, Node::term);
+                if peer_term != leader.term() {
+                    continue; // the peer moved on: this leader's view of it is stale
+                }
+                let Some(want) = leader.term_at(p.match_index) else { continue };
+                let held = peer.disk.durable_at(p.match_index);
+                if held != Held::Entry(want) && held != Held::InSnapshot {
+                    return Err(Violation {
+                        property: "acknowledged entries are durable",
+                        nodes: vec![s.id, p.id],
+                        detail: format!(
+                            "leader {} counts entry {}@t{want} as replicated on node {}, whose disk holds {held:?} there",
+                            s.id, p.match_index, p.id
+                        ),
+                        at_us: self.now,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn all_clients_done(&self) -> bool {
@@ -844,6 +886,15 @@ impl<'a> World<'a> {
                 self.net.cut_one_way(from, to);
             }
             Fault::Heal => self.net.heal(),
+            Fault::CrashSyncing => {
+                // A server with an fsync in flight: the moment its unsynced promises matter.
+                let syncing: Vec<NodeId> =
+                    self.servers.iter().flatten().filter(|s| s.node.is_some() && s.disk.syncing()).map(|s| s.id).collect();
+                if !syncing.is_empty() {
+                    let pick = syncing[(self.rng.next_u64() % syncing.len() as u64) as usize];
+                    self.crash(pick);
+                }
+            }
             Fault::CrashLeader => {
                 if let Some(leader) = self.leader() {
                     self.crash(leader);

@@ -396,3 +396,38 @@ fn membership_changes_wait_until_the_leader_committed_in_its_term() {
     net.drop_all();
     assert_eq!(net.propose_membership(id(1), &[ChangeStep::AddLearner(id(4))]), Err(Error::LeaderNotReady));
 }
+
+/// Thesis §4.2.2: a leader that removed itself and crashed after the joint configuration
+/// committed, but before the new one did, holds the only copy of C(new) a majority of the old
+/// voters needs. It must still campaign (without counting its own vote) so the change can
+/// commit; found by the property tests.
+#[test]
+fn a_removed_server_still_campaigns_until_its_removal_commits() {
+    let mut net = Network::new(2);
+    net.elect(id(2));
+    net.propose_membership(id(2), &[ChangeStep::Remove(id(2))]).unwrap();
+    // C(old,new) = voters {1}, outgoing {1, 2} reaches node 1 and commits; then the leader appends
+    // C(new) = {1} and crashes before node 1 gets it.
+    let msgs = net.take_in_flight();
+    for m in msgs {
+        net.deliver(m);
+    }
+    net.process_all();
+    let to_node_1: Vec<_> = net.take_in_flight();
+    for m in to_node_1.into_iter().filter(|m| m.to == id(2)) {
+        net.deliver(m);
+    }
+    assert!(!net.node(id(2)).membership().is_joint(), "node 2 appended C(new) without itself");
+    assert!(net.node(id(1)).membership().is_joint(), "node 1 still has only C(old,new)");
+    net.drop_all();
+    net.crash(id(2));
+    net.restart(id(2));
+    // Node 1 needs node 2's vote (outgoing half), but node 2's log is longer: only node 2 can win.
+    let leader = await_leader(&mut net, &[1, 2]);
+    net.run_ticks(30);
+    let final_leader = net.leader().expect("a leader once C(new) commits");
+    assert_eq!(final_leader, id(1), "the removed server led only until its removal committed (first leader: {leader})");
+    assert_eq!(net.node(id(1)).membership().voters(), &[id(1)]);
+    assert!(!net.node(id(1)).membership().is_joint());
+    net.check_safety();
+}

@@ -108,7 +108,12 @@ impl Node {
                 membership.vote_result(|id| tally.votes.iter().find(|(v, _)| *v == id).map(|(_, g)| *g))
             }
         };
+        // A real election is won only once the candidate's own vote counted, i.e. once its term
+        // and vote are durable: a leader whose term a crash could make it forget could lead the
+        // same term twice with different logs. (A pre-vote promises nothing.)
+        let own_vote_durable = resp.pre_vote || tally.votes.iter().any(|&(id, granted)| id == self.id && granted);
         match result {
+            VoteResult::Won if !own_vote_durable => {}
             VoteResult::Won => {
                 if resp.pre_vote {
                     self.start_election_after_pre_vote();

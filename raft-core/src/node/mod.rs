@@ -109,6 +109,8 @@ struct LeaderState {
     reads: ReadQueue,
     /// Payload bytes of this term's entries not yet handed out as committed.
     uncommitted_bytes: u64,
+    /// The commit index when this node became leader: any later one is an entry of its term.
+    commit_at_election: LogIndex,
 }
 
 impl LeaderState {
@@ -688,6 +690,7 @@ impl Node {
             transfer: None,
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
+            commit_at_election: self.log.committed(),
         }));
         self.leader = Some(self.id);
         self.election_elapsed = 0;
@@ -704,9 +707,12 @@ impl Node {
         self.randomized_election_timeout = ticks + (self.rng.next_u64() % u64::from(ticks)) as u32;
     }
 
-    /// Whether this node may campaign: it votes in the membership it knows.
+    /// Whether this node may campaign: it votes in its latest membership, or in the one in force
+    /// at its commit index. A server removed by a change that is not yet committed must still
+    /// campaign, since the cluster may need it to commit that change (thesis §4.2.2); its own vote
+    /// then does not count, because tallies only count the latest membership's voters.
     fn is_promotable(&self) -> bool {
-        self.log.membership().is_voter(self.id)
+        self.log.membership().is_voter(self.id) || self.log.membership_at(self.log.committed()).is_voter(self.id)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -773,6 +779,15 @@ impl Node {
                 }
                 let own = leader.progress(self.id).expect("the leader is a member");
                 assert_eq!(own.matched, self.log.persisted(), "the leader's own match is its durable index");
+                // §5.4.2: a leader commits by counting replicas only entries of its own term.
+                let commit = self.log.committed();
+                if commit > leader.commit_at_election {
+                    assert_eq!(
+                        self.log.term(commit),
+                        Some(self.term),
+                        "a leader's commit index moved to an entry of another term (§5.4.2)"
+                    );
+                }
             }
         }
     }

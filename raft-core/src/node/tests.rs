@@ -183,6 +183,24 @@ mod s5_2_election {
     }
 
     #[test]
+    fn a_candidate_does_not_lead_before_its_own_term_and_vote_are_durable() {
+        // Found by the property tests: a candidate that won on other voters' grants alone led its
+        // term before the term was durable, crashed, forgot it, campaigned for the same term again
+        // and was granted again (the voters had voted for it in that term): two leaderships of one
+        // term with different logs.
+        let mut node = new_node(3, 3, no_pre_vote);
+        node.campaign();
+        let rd = node.ready(); // term 2 and the vote for itself, not yet durable
+        assert!(rd.must_sync);
+        for voter in [1, 2] {
+            node.step(msg(voter, 3, 2, MessageBody::RequestVoteResponse(VoteResponse { pre_vote: false, granted: true }))).unwrap();
+        }
+        assert_eq!(node.role(), RoleKind::Candidate, "a quorum of others' votes is not enough while its own state is not durable");
+        node.on_persisted(rd.number);
+        assert_eq!(node.role(), RoleKind::Leader);
+    }
+
+    #[test]
     fn a_candidate_that_hears_from_a_leader_of_its_term_returns_to_follower() {
         let mut node = new_node(1, 3, no_pre_vote);
         node.campaign();
