@@ -23,9 +23,11 @@ pub struct Shrunk {
 }
 
 impl Shrunk {
-    /// The command that replays the shrunk run.
+    /// The command that replays the shrunk run (with the `RUSTFLAGS` of a deliberately broken
+    /// build, when this is one).
     pub fn command(&self) -> String {
-        let mut cmd = format!("cargo run --release -p raft-sim -- run --seed {}", self.seed);
+        let prefix = built_with_bug().map(|b| format!("RUSTFLAGS='--cfg raft_bug=\"{b}\"' ")).unwrap_or_default();
+        let mut cmd = format!("{prefix}cargo run --release -p raft-sim -- run --seed {}", self.seed);
         let o = &self.overrides;
         let mut flag = |name: &str, v: Option<String>| {
             if let Some(v) = v {
@@ -48,6 +50,23 @@ impl Shrunk {
         flag("torn-writes", o.torn_writes.map(|v| v.to_string()));
         cmd.push_str(&format!(" --faults '{}'", self.schedule));
         cmd
+    }
+}
+
+/// The deliberately broken raft-core variant this binary was built with, if any.
+pub fn built_with_bug() -> Option<&'static str> {
+    if cfg!(raft_bug = "vote_without_up_to_date_check") {
+        Some("vote_without_up_to_date_check")
+    } else if cfg!(raft_bug = "commit_previous_term_by_counting") {
+        Some("commit_previous_term_by_counting")
+    } else if cfg!(raft_bug = "truncate_on_stale_append") {
+        Some("truncate_on_stale_append")
+    } else if cfg!(raft_bug = "ack_before_persist") {
+        Some("ack_before_persist")
+    } else if cfg!(raft_bug = "count_duplicate_votes") {
+        Some("count_duplicate_votes")
+    } else {
+        None
     }
 }
 
