@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::server::{encode_command, parse_reply};
+use crate::server::roundtrip;
 use crate::wire::RespValue;
 
 /// Why a command finally failed.
@@ -69,20 +68,7 @@ impl Client {
             self.conn = Some((stream, BytesMut::with_capacity(4096)));
         }
         let (stream, buf) = self.conn.as_mut().expect("connected");
-        let mut out = BytesMut::new();
-        encode_command(args, &mut out);
-        let io = async {
-            stream.write_all(&out).await.map_err(|e| e.to_string())?;
-            loop {
-                if let Some(v) = parse_reply(buf)? {
-                    return Ok(v);
-                }
-                if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
-                    return Err("connection closed".to_string());
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout + Duration::from_secs(1), io).await {
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), roundtrip(stream, buf, args)).await {
             Ok(r) => r,
             Err(_) => Err("no reply in time".into()),
         }

@@ -13,13 +13,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use raft_core::{CompactionPolicy, NodeId};
 use raft_net::client::{format_reply, Client};
-use raft_net::server::{self, encode_command, parse_reply, ServerConfig};
+use raft_net::server::{self, request, ServerConfig};
 use raft_net::wire::RespValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A replicated key-value server that speaks the Redis protocol (RESP2), built on raft-core.
 #[derive(Parser)]
@@ -287,28 +286,12 @@ async fn cluster(nodes: u64, data: Option<PathBuf>, secret: Option<String>) -> E
     ExitCode::SUCCESS
 }
 
-async fn raw_command(addr: &str, args: &[&[u8]]) -> Result<RespValue, String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
-    let mut out = BytesMut::new();
-    encode_command(args, &mut out);
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(v) = parse_reply(&mut buf)? {
-            return Ok(v);
-        }
-        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed".into());
-        }
-    }
-}
-
 fn info_map(text: &str) -> Vec<(String, String)> {
     text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
 }
 
 async fn status(addr: String) -> ExitCode {
-    let info = match tokio::time::timeout(Duration::from_secs(5), raw_command(&addr, &[b"RAFT.INFO"])).await {
+    let info = match tokio::time::timeout(Duration::from_secs(5), request(&addr, &[b"RAFT.INFO"])).await {
         Ok(Ok(RespValue::BulkString(Some(b)))) => String::from_utf8_lossy(&b).into_owned(),
         Ok(Ok(other)) => {
             eprintln!("raftkv status: unexpected answer from {addr}: {}", format_reply(&other));
@@ -334,7 +317,7 @@ async fn status(addr: String) -> ExitCode {
             .and_then(|(_, v)| v.split(',').find_map(|p| p.strip_prefix("client=")).map(str::to_string));
         if let Some(lc) = leader_client.filter(|c| c != "?") {
             if let Ok(Ok(RespValue::BulkString(Some(b)))) =
-                tokio::time::timeout(Duration::from_secs(5), raw_command(&lc, &[b"RAFT.INFO"])).await
+                tokio::time::timeout(Duration::from_secs(5), request(&lc, &[b"RAFT.INFO"])).await
             {
                 map = info_map(&String::from_utf8_lossy(&b));
             }

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::app::MemberAddrs;
 use super::driver::{AdminOp, AdminReply, KvResult, Request, ServerError};
-use super::reply::{encode_command, parse_reply};
+use super::reply::request;
 use crate::wire::{CommandParser, RespLimits, RespValue};
 
 /// Largest bulk string accepted on the client port (values beyond raft-kv's limit are refused
@@ -321,23 +321,8 @@ impl Dispatcher<'_> {
 
 /// Relays an administrative command to the leader's client port and returns its reply.
 async fn relay(addr: &str, args: &[Bytes]) -> RespValue {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut out = BytesMut::new();
-        let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-        encode_command(&refs, &mut out);
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
-        let mut buf = BytesMut::with_capacity(4096);
-        loop {
-            if let Some(v) = parse_reply(&mut buf)? {
-                return Ok::<RespValue, String>(v);
-            }
-            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("the leader closed the connection".into());
-            }
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+    match tokio::time::timeout(Duration::from_secs(10), request(addr, &refs)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => err(format!("ERR could not reach the leader at {addr}: {e}")),
         Err(_) => err(format!("ERR the leader at {addr} did not answer in time")),

@@ -18,17 +18,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use raft_core::{Bootstrap, CompactionPolicy, Config, EntryKind, Node, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use app::MemberAddrs;
 pub use driver::{AdminOp, AdminReply, Request, ServerError};
-pub use reply::{encode_command, parse_reply};
+pub use reply::{encode_command, parse_reply, request, roundtrip};
 
 use crate::storage::{DurableLog, Options as StorageOptions, StorageError};
 use crate::wire::{HandshakeConfig, RespValue, Transport, TransportConfig};
@@ -226,22 +224,9 @@ async fn join_cluster(addr: &str, id: NodeId, me: &MemberAddrs) -> Result<(u64, 
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let result = async {
-            let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-            let mut out = BytesMut::new();
-            let id_text = id.to_string();
-            encode_command(&[b"RAFT.JOIN", id_text.as_bytes(), me.peer.as_bytes(), me.client.as_bytes()], &mut out);
-            stream.write_all(&out).await.map_err(|e| e.to_string())?;
-            let mut buf = BytesMut::new();
-            loop {
-                if let Some(v) = parse_reply(&mut buf)? {
-                    return Ok::<RespValue, String>(v);
-                }
-                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                    return Err("connection closed".into());
-                }
-            }
-        };
+        let id_text = id.to_string();
+        let args: [&[u8]; 4] = [b"RAFT.JOIN", id_text.as_bytes(), me.peer.as_bytes(), me.client.as_bytes()];
+        let result = request(addr, &args);
         match tokio::time::timeout(Duration::from_secs(15), result).await {
             Ok(Ok(RespValue::Array(Some(items)))) if !items.is_empty() => {
                 let RespValue::Integer(cluster_id) = items[0] else { return Err(fail("malformed reply".into())) };

@@ -2,6 +2,8 @@
 //! relay an administrative command to the leader, and by the `raftkv` client.
 
 use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::wire::RespValue;
 
@@ -91,6 +93,27 @@ pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<RespValue>, String> {
 /// Encodes a command (an array of bulk strings).
 pub fn encode_command(args: &[&[u8]], out: &mut BytesMut) {
     RespValue::Array(Some(args.iter().map(|a| RespValue::BulkString(Some(bytes::Bytes::copy_from_slice(a)))).collect())).encode(out);
+}
+
+/// Sends one command on `stream` and reads one reply; bytes after it stay in `buf`.
+pub async fn roundtrip(stream: &mut TcpStream, buf: &mut BytesMut, args: &[&[u8]]) -> Result<RespValue, String> {
+    let mut out = BytesMut::new();
+    encode_command(args, &mut out);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    loop {
+        if let Some(v) = parse_reply(buf)? {
+            return Ok(v);
+        }
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+    }
+}
+
+/// Connects to `addr`, sends one command and returns its reply.
+pub async fn request(addr: &str, args: &[&[u8]]) -> Result<RespValue, String> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    roundtrip(&mut stream, &mut BytesMut::with_capacity(4096), args).await
 }
 
 #[cfg(test)]
