@@ -44,6 +44,7 @@ pub enum Command {
     /// Read one key. Reply: [`Reply::Value`].
     Get {
         /// The key to read.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Read several keys at one point in the log. Reply: [`Reply::Values`], in the order of
@@ -55,21 +56,26 @@ pub enum Command {
     /// Set a key to a value. Reply: [`Reply::Ok`].
     Put {
         /// The key to set.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Its new value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove a key. Reply: [`Reply::Deleted`], saying whether the key existed.
     Delete {
         /// The key to remove.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Append bytes to a key's value (a missing key counts as empty). Reply: [`Reply::Integer`],
     /// the new length in bytes, as Redis `APPEND`.
     Append {
         /// The key to append to.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The bytes to append.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Add `delta` to a key whose value is a decimal `i64` string, as Redis `INCRBY`/`DECRBY`
@@ -77,6 +83,7 @@ pub enum Command {
     /// [`CommandError::NotAnInteger`] / [`CommandError::IntegerOverflow`].
     Increment {
         /// The key to increment.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The amount to add; negative to decrement.
         delta: i64,
@@ -85,10 +92,13 @@ pub enum Command {
     /// `None` = delete). Reply: [`Reply::CasResult`].
     CompareAndSet {
         /// The key to compare and set.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value the key must have now, or `None` if it must be absent.
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// The value to set, or `None` to delete the key.
+        #[serde(with = "serde_bytes")]
         new: Option<Vec<u8>>,
     },
     /// Set several keys atomically. Pairs are applied in order, so a repeated key ends with its
