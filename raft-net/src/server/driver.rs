@@ -362,6 +362,10 @@ impl Driver {
                     let _ = reply.send(Ok(self.app.kv.query(&command)));
                     return;
                 }
+                if let Some(e) = self.not_a_member() {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 self.next_read_ctx += 1;
                 match self.node.read_index(self.next_read_ctx) {
                     Ok(()) => {
@@ -379,7 +383,18 @@ impl Driver {
         }
     }
 
+    /// A server that was removed from the cluster (or not yet added) says so.
+    fn not_a_member(&self) -> Option<ServerError> {
+        let m = self.node.membership();
+        (!m.voters().is_empty() && !m.contains(self.s.id) && !self.node.is_leader())
+            .then(|| ServerError::Refused(format!("node {} is not a member of the cluster (removed, or not yet added)", self.s.id)))
+    }
+
     fn propose_write(&mut self, command: Command, session: Option<Session>, reply: oneshot::Sender<KvResult>, deadline: Instant) {
+        if let Some(e) = self.not_a_member() {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let request = raft_kv::Request { session, time_ms: self.started.elapsed().as_millis() as u64 + wall_ms_base(), command };
         if let Err(e) = self.app.kv.validate(&request) {
             let _ = reply.send(Ok(raft_kv::Reply::Error(e)));
@@ -425,10 +440,16 @@ impl Driver {
                     return;
                 }
                 if self.node.membership().contains(id) {
-                    // Already a member (a joiner retrying): answer as if added.
-                    self.app.learn(id, addrs);
-                    self.sync_peers();
-                    let _ = reply.send(Ok(self.joined_reply(join)));
+                    // A joiner retrying, with the addresses it was added with: answer as if added.
+                    // Anyone else claiming a member's id is refused, or it would take its place.
+                    let known = self.app.members.get(&id).or_else(|| self.s.initial_peers.get(&id));
+                    if known.is_some_and(|k| k.peer == addrs.peer) {
+                        let _ = reply.send(Ok(self.joined_reply(join)));
+                    } else {
+                        let at = known.map_or("?".to_string(), |k| k.peer.clone());
+                        let _ = reply
+                            .send(Err(ServerError::Refused(format!("node {id} is already a member (peer address {at}); pick another id"))));
+                    }
                     return;
                 }
                 let context = Envelope::Announce { id, addrs: addrs.clone() }.encode();
@@ -663,6 +684,16 @@ impl Driver {
         }
     }
 
+    /// A member's addresses: the replicated address book, else the local peers file.
+    fn addrs_of(&self, id: NodeId) -> Option<&MemberAddrs> {
+        let replicated = self.app.members.get(&id);
+        match (replicated, self.s.initial_peers.get(&id)) {
+            (Some(a), _) if !a.client.is_empty() => Some(a),
+            (_, Some(b)) if !b.client.is_empty() || replicated.is_none() => Some(b),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Tells the transport where every member lives (the replicated address book first, the
     /// local peers file for what it does not know yet).
     fn sync_peers(&self) {
@@ -711,7 +742,7 @@ impl Driver {
         line("members", members.len().to_string());
         let last = n.last_entry().index;
         for id in members {
-            let addrs = self.app.members.get(&id);
+            let addrs = self.addrs_of(id);
             let kind = if membership.is_voter(id) { "voter" } else { "learner" };
             let (matched, lag, contact) = match progress.iter().find(|p| p.id == id) {
                 Some(p) => {

@@ -220,14 +220,18 @@ fn load_peers(dir: &Path) -> Result<BTreeMap<NodeId, MemberAddrs>, StartError> {
 async fn join_cluster(addr: &str, id: NodeId, me: &MemberAddrs) -> Result<(u64, BTreeMap<NodeId, MemberAddrs>), StartError> {
     let fail = |reason: String| StartError::Join { addr: addr.to_string(), reason };
     let mut last = String::new();
-    for attempt in 0..30 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for attempt in 0.. {
         if attempt > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let id_text = id.to_string();
         let args: [&[u8]; 4] = [b"RAFT.JOIN", id_text.as_bytes(), me.peer.as_bytes(), me.client.as_bytes()];
         let result = request(addr, &args);
-        match tokio::time::timeout(Duration::from_secs(15), result).await {
+        match tokio::time::timeout(Duration::from_secs(10), result).await {
             Ok(Ok(RespValue::Array(Some(items)))) if !items.is_empty() => {
                 let RespValue::Integer(cluster_id) = items[0] else { return Err(fail("malformed reply".into())) };
                 let mut members = BTreeMap::new();
@@ -246,7 +250,7 @@ async fn join_cluster(addr: &str, id: NodeId, me: &MemberAddrs) -> Result<(u64, 
             Ok(Ok(RespValue::Error(e))) if e.starts_with("ERR") && !e.contains("reach the leader") => return Err(fail(e)),
             Ok(Ok(other)) => last = format!("{other:?}"),
             Ok(Err(e)) => last = e,
-            Err(_) => last = "no answer in 15 s".into(),
+            Err(_) => last = "no answer in 10 s".into(),
         }
         warn!("joining through {addr}: {last}; retrying");
     }
@@ -269,8 +273,14 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     node_config.heartbeat_ticks = config.heartbeat_ticks;
     node_config.compaction = config.compaction;
     node_config.seed = id.0 ^ std::process::id() as u64;
+    // A value at raft-kv's limit plus its envelope must fit one message; frames allow 16 MiB.
+    node_config.max_bytes_per_msg = 4 << 20;
     node_config.validate().map_err(|e| StartError::Config(e.to_string()))?;
 
+    // Bind first: a port clash must fail before a data directory is created or a cluster is joined.
+    let listener = TcpListener::bind(&config.listen).await.map_err(|e| StartError::Bind { addr: config.listen.clone(), source: e })?;
+    let peer_probe =
+        std::net::TcpListener::bind(&config.peer_listen).map_err(|e| StartError::Bind { addr: config.peer_listen.clone(), source: e })?;
     let (log, node, app, cluster_id, initial_peers) = match DurableLog::open(&config.data_dir, storage_options.clone()) {
         Ok((log, recovered)) => {
             if recovered.node_id != id {
@@ -371,6 +381,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| StartError::Config(format!("--peer-listen {}: not an address", config.peer_listen)))?;
+    drop(peer_probe);
     let mut handshake = HandshakeConfig::new(cluster_id, id);
     if let Some(secret) = &config.secret {
         handshake = handshake.with_secret(secret.clone());
@@ -378,7 +389,6 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     let (transport, inbound) = Transport::start(TransportConfig::new(peer_addr), handshake)
         .map_err(|e| StartError::Bind { addr: config.peer_listen.clone(), source: e })?;
     let peer_addr = transport.local_addr();
-    let listener = TcpListener::bind(&config.listen).await.map_err(|e| StartError::Bind { addr: config.listen.clone(), source: e })?;
     let client_addr = listener.local_addr().map_err(|e| StartError::Bind { addr: config.listen.clone(), source: e })?;
 
     let (storage_tx, storage_rx) = mpsc::unbounded_channel();
