@@ -44,6 +44,8 @@ pub struct Options {
     pub max_inflight_msgs: usize,
     /// Snapshot after this many applied entries (`None`: never).
     pub compaction_entries: Option<u64>,
+    /// Entries kept before a snapshot's index when compacting.
+    pub retain_entries: u64,
     /// One-way network latency, minimum, microseconds.
     pub latency_min_us: u64,
     /// One-way network latency, maximum (jitter reorders messages), microseconds.
@@ -162,6 +164,7 @@ impl Options {
             max_bytes_per_msg: pick(r, &[64, 256, 4096, 1 << 20]),
             max_inflight_msgs: pick(r, &[1, 4, 256]),
             compaction_entries: pick(r, &[Some(8), Some(50), Some(500), None]),
+            retain_entries: 0,
             latency_min_us,
             latency_max_us: latency_min_us * pick(r, &[1, 5, 20]),
             loss_ppm: pick(r, &[0, 10_000, 50_000, 200_000]),
@@ -186,6 +189,10 @@ impl Options {
             think_ms: pick(r, &[0, 20, 100]),
         };
         o.fsync_max_us = o.fsync_min_us * pick(r, &[1, 4]);
+        // Half the runs keep a tail of entries behind each snapshot, half compact to the snapshot
+        // (so followers get snapshots more often).
+        let keep_tail = pick(r, &[false, true]);
+        o.retain_entries = if keep_tail { o.compaction_entries.unwrap_or(0) / 2 } else { 0 };
         o.heartbeat_ticks = (o.election_ticks / 5).max(1);
         o.apply(overrides);
         o
@@ -215,6 +222,7 @@ impl Options {
         );
         if let Some(c) = ov.compaction_entries {
             self.compaction_entries = (c > 0).then_some(c);
+            self.retain_entries = self.retain_entries.min(c / 2);
         }
         if self.spares == 0 {
             self.membership_every_ms = 0;
@@ -258,10 +266,11 @@ impl fmt::Display for Options {
         )?;
         writeln!(
             f,
-            "  replication  max_bytes_per_msg={} max_inflight={} compaction={}",
+            "  replication  max_bytes_per_msg={} max_inflight={} compaction={} retain={}",
             o.max_bytes_per_msg,
             o.max_inflight_msgs,
-            o.compaction_entries.map_or("off".to_string(), |c| format!("every {c} entries"))
+            o.compaction_entries.map_or("off".to_string(), |c| format!("every {c} entries")),
+            o.retain_entries
         )?;
         writeln!(
             f,

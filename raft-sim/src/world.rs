@@ -143,7 +143,7 @@ impl<'a> World<'a> {
             config.max_bytes_per_msg = o.max_bytes_per_msg;
             config.max_inflight_msgs = o.max_inflight_msgs;
             config.forward_proposals = o.forward_writes;
-            config.compaction = CompactionPolicy { max_entries: o.compaction_entries, max_bytes: None };
+            config.compaction = CompactionPolicy { max_entries: o.compaction_entries, max_bytes: None, retain_entries: o.retain_entries };
             let bootstrap = if id.0 <= o.nodes { Bootstrap::NewCluster { voters: voters.clone() } } else { Bootstrap::Join };
             let node = Node::new(config.clone(), bootstrap).expect("options produce a valid config");
             // Clock drift: each node's tick length differs by up to drift_pct.

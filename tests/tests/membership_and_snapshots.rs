@@ -30,7 +30,7 @@ fn tags(prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn small_compaction(c: &mut Config) {
-    c.compaction = CompactionPolicy { max_entries: Some(10), max_bytes: None };
+    c.compaction = CompactionPolicy { max_entries: Some(10), max_bytes: None, retain_entries: 0 };
 }
 
 // -------------------------------------------------------------------------------------------
@@ -429,5 +429,31 @@ fn a_removed_server_still_campaigns_until_its_removal_commits() {
     assert_eq!(final_leader, id(1), "the removed server led only until its removal committed (first leader: {leader})");
     assert_eq!(net.node(id(1)).membership().voters(), &[id(1)]);
     assert!(!net.node(id(1)).membership().is_joint());
+    net.check_safety();
+}
+
+/// With a tail of entries kept behind each snapshot, a follower that is only slightly behind
+/// catches up from the log: no snapshot is sent. One further behind than the tail gets one.
+#[test]
+fn a_follower_slightly_behind_catches_up_from_the_retained_log_without_a_snapshot() {
+    let mut net =
+        Network::with_config(3, |c| c.compaction = CompactionPolicy { max_entries: Some(10), max_bytes: None, retain_entries: 8 });
+    net.auto_compact = true;
+    net.elect(id(1));
+    write(&mut net, id(1), tags("a", 20));
+    net.crash(id(3));
+    write(&mut net, id(1), tags("b", 5));
+    assert!(net.node(id(1)).snapshot_last().index > net.node(id(1)).first_index(), "the leader keeps entries before its snapshot");
+    net.restart(id(3));
+    net.run_ticks(5);
+    assert_eq!(net.delivered_count("InstallSnapshot"), 0, "five entries behind: the retained log suffices");
+    assert_eq!(net.applied_data(id(3)), net.applied_data(id(1)));
+
+    net.crash(id(3));
+    write(&mut net, id(1), tags("c", 40));
+    net.restart(id(3));
+    net.run_ticks(5);
+    assert!(net.delivered_count("InstallSnapshot") >= 1, "forty entries behind: beyond the tail, a snapshot");
+    assert_eq!(net.applied_data(id(3)), net.applied_data(id(1)));
     net.check_safety();
 }

@@ -269,13 +269,13 @@ proptest! {
 
     #[test]
     fn membership_changes_and_snapshots_stay_safe(steps in proptest::collection::vec(step(5), 1..300)) {
-        run_with_joiners(3, 2, &steps, true, true, |c| c.compaction = CompactionPolicy { max_entries: Some(5), max_bytes: None });
+        run_with_joiners(3, 2, &steps, true, true, |c| c.compaction = CompactionPolicy { max_entries: Some(5), max_bytes: None, retain_entries: 2 });
     }
 
     #[test]
     fn membership_changes_with_tiny_messages_stay_safe(steps in proptest::collection::vec(step(5), 1..300)) {
         run_with_joiners(3, 2, &steps, false, true, |c| {
-            c.compaction = CompactionPolicy { max_entries: Some(8), max_bytes: None };
+            c.compaction = CompactionPolicy { max_entries: Some(8), max_bytes: None, retain_entries: 0 };
             c.max_bytes_per_msg = 64;
             c.max_inflight_msgs = 2;
         });

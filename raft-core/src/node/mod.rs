@@ -347,9 +347,14 @@ impl Node {
         self.log.resident_bytes()
     }
 
-    /// The last entry covered by the latest snapshot (`EntryId::ZERO` if none).
+    /// The last entry covered by the latest snapshot (`EntryId::ZERO` if none). Entries up to
+    /// it may still be held in memory (see [`crate::CompactionPolicy::retain_entries`]).
     pub fn snapshot_last(&self) -> EntryId {
-        self.log.snapshot_last()
+        let compacted = self.log.snapshot_last();
+        match &self.snapshot {
+            Some(s) if s.meta.last.index >= compacted.index => s.meta.last,
+            _ => compacted,
+        }
     }
 
     /// On the leader: what it knows of every member, sorted by id. Empty on other nodes.
@@ -484,7 +489,8 @@ impl Node {
 
     /// Whether the compaction policy says a snapshot is due.
     pub fn snapshot_due(&self) -> bool {
-        let (entries, bytes) = self.log.applied_since_snapshot();
+        let (_, bytes) = self.log.applied_since_snapshot();
+        let entries = self.log.applied().0.saturating_sub(self.snapshot_last().index.0);
         let policy = self.config.compaction;
         policy.max_entries.is_some_and(|max| entries >= max) || policy.max_bytes.is_some_and(|max| bytes >= max)
     }

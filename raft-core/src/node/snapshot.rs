@@ -13,25 +13,30 @@ use crate::error::{Error, Result};
 use crate::message::{MessageBody, SnapshotChunk, SnapshotResponse};
 use crate::ready::SnapshotData;
 use crate::snapshot::{IncomingSnapshot, Snapshot, SnapshotMeta};
-use crate::types::{EntryId, NodeId};
+use crate::types::{EntryId, LogIndex, NodeId};
 
 impl Node {
     /// The application took a snapshot of its state machine at `snapshot.index` (which it has
     /// applied): record it and drop the log up to that index. Returns the snapshot's metadata,
     /// which the driver stores with the data.
+    ///
+    /// The log keeps [`crate::CompactionPolicy::retain_entries`] entries before `snapshot.index`, so a
+    /// follower that is only slightly behind catches up from the log.
     pub fn compact(&mut self, snapshot: SnapshotData) -> Result<SnapshotMeta> {
         let index = snapshot.index;
         if index > self.log.applied() {
             return Err(Error::InvalidSnapshot { reason: format!("index {index} is beyond the applied index {}", self.log.applied()) });
         }
-        if index <= self.log.snapshot_last().index {
-            return Err(Error::InvalidSnapshot {
-                reason: format!("index {index} is not beyond the current snapshot at {}", self.log.snapshot_last().index),
-            });
+        let current = self.snapshot_last().index;
+        if index <= current {
+            return Err(Error::InvalidSnapshot { reason: format!("index {index} is not beyond the current snapshot at {current}") });
         }
-        let term = self.log.term(index).expect("applied entries after the snapshot are in memory");
+        let term = self.log.term(index).expect("applied entries after the compacted prefix are in memory");
         let meta = SnapshotMeta { last: EntryId::new(term, index), membership: self.log.membership_at(index).clone() };
-        self.log.compact(index);
+        let drop_through = LogIndex(index.0.saturating_sub(self.config.compaction.retain_entries));
+        if drop_through > self.log.snapshot_last().index {
+            self.log.compact(drop_through);
+        }
         self.snapshot = Some(Snapshot { meta: meta.clone(), data: snapshot.data });
         Ok(meta)
     }

@@ -108,8 +108,8 @@ struct ServeArgs {
     /// How long a client waits for an outcome, milliseconds.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
-    /// Snapshot after this many applied entries.
-    #[arg(long, default_value_t = 10_000)]
+    /// Snapshot after this many applied entries (a snapshot holds the whole store: not too often).
+    #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
     /// Do not fsync (experiments only: a crash may then lose acknowledged writes).
     #[arg(long)]
@@ -193,7 +193,11 @@ async fn serve(a: ServeArgs) -> ExitCode {
     config.election_ticks = a.election_ticks;
     config.request_timeout = Duration::from_millis(a.request_timeout_ms.max(1));
     config.fsync = !a.no_fsync;
-    config.compaction = CompactionPolicy { max_entries: Some(a.snapshot_entries.max(1)), max_bytes: Some(256 << 20) };
+    config.compaction = CompactionPolicy {
+        max_entries: Some(a.snapshot_entries.max(1)),
+        max_bytes: Some(256 << 20),
+        retain_entries: (a.snapshot_entries / 2).min(5_000),
+    };
     let handle = match server::start(config).await {
         Ok(h) => h,
         Err(e) => return fail(e.to_string()),

@@ -55,7 +55,7 @@ fn server_error(e: &ServerError, timeout: Duration) -> RespValue {
     match e {
         ServerError::NoLeader => err("CLUSTERDOWN no leader is elected right now; retry shortly"),
         ServerError::Redirect { leader, addr } => err(format!("MOVED {leader} {}", addr.as_deref().unwrap_or("?"))),
-        ServerError::Timeout => err(format!("TIMEOUT no outcome within {}s: the write may or may not take effect", timeout.as_secs())),
+        ServerError::Timeout => err(format!("TIMEOUT the outcome is unknown (no commit seen within {}s, or a snapshot replaced the entries): the write may or may not take effect", timeout.as_secs())),
         ServerError::Dropped => err("TRYAGAIN the write was not committed (the leader changed); retry"),
         ServerError::Refused(reason) => err(format!("ERR {reason}")),
         ServerError::Unavailable => err("ERR the server is shutting down"),

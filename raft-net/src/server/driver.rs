@@ -616,6 +616,13 @@ impl Driver {
                 }
                 self.app = app;
                 self.sync_peers();
+                // Writes waiting here may be inside the snapshot, whose entries are never applied
+                // one by one here: their outcome is unknown now. Say so at once rather than at the
+                // timeout (a client with a session retries and gets the stored reply).
+                for (_, w) in std::mem::take(&mut self.writes) {
+                    let _ = w.reply.send(Err(ServerError::Timeout));
+                }
+                self.by_index.clear();
             }
             Err(e) => error!("a snapshot from the leader could not be restored: {e}"),
         }
