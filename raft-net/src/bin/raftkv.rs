@@ -114,6 +114,10 @@ struct ServeArgs {
     /// Do not fsync (experiments only: a crash may then lose acknowledged writes).
     #[arg(long)]
     no_fsync: bool,
+    /// Threads for the async runtime (1: everything but the storage thread on one thread, which
+    /// keeps latency low when servers share a few cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 fn parse_peers(list: &str) -> Result<Vec<(NodeId, String)>, String> {
@@ -384,7 +388,16 @@ async fn client(servers: Vec<String>, timeout_ms: u64, command: Vec<String>) -> 
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = match &cli.command {
+        Command::Serve(a) => a.threads,
+        _ => 2,
+    };
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("raftkv: cannot start the async runtime: {e}");

@@ -533,6 +533,11 @@ impl Driver {
             if learned {
                 self.sync_peers();
             }
+            // Messages first: they never depend on this Ready being durable, and the followers'
+            // round trip (network, their fsync, network) is the longer path to a commit.
+            for m in rd.messages.drain(..) {
+                self.transport.send(m);
+            }
             if rd.has_persistence() {
                 let persist = Ready {
                     number: rd.number,
@@ -544,9 +549,6 @@ impl Driver {
                     ..Ready::default()
                 };
                 self.storage.send(StorageOp::Write(Box::new(persist)));
-            }
-            for m in rd.messages.drain(..) {
-                self.transport.send(m);
             }
             for e in std::mem::take(&mut rd.committed_entries) {
                 self.apply(e);
