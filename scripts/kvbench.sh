@@ -227,9 +227,26 @@ log "fsync (4 KiB + fdatasync) p50 ${FSYNC_P50} ms p99 ${FSYNC_P99} ms (sustaine
 
 free_ports() { # $1 = how many
   python3 - "$1" <<'EOF'
-import socket, sys
+# Ports below the kernel's ephemeral range: a port the kernel hands out could be taken, before
+# the server binds it, by an outgoing connection (the first node connects to its peers at once).
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 0
+candidates = list(range(low - 10000, low)) if low >= 11024 else []
+random.shuffle(candidates)
 socks = []
-for _ in range(int(sys.argv[1])):
+for port in candidates:
+    if len(socks) == int(sys.argv[1]):
+        break
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        socks.append(s)
+    except OSError:
+        s.close()
+while len(socks) < int(sys.argv[1]):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)

@@ -9,8 +9,10 @@
 //! `(client, last_seq, last_active_ms, last_reply)`. The encoding is canonical: equal states give
 //! equal bytes, and restore rejects any input that is not in canonical order.
 
+use bytes::Bytes;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 use crate::codec;
 use crate::command::{ClientId, Reply};
@@ -68,7 +70,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Parts<Map, SessionTable>, DecodeErro
         applied_index: wire.applied_index,
         clock_ms: wire.clock_ms,
         // Input is sorted, so this builds the tree in bulk.
-        map: wire.entries.into_iter().collect(),
+        map: wire.entries.into_iter().map(|(k, v)| (Bytes::from(k.into_vec()), Bytes::from(v.into_vec()))).collect(),
         sessions,
     })
 }
@@ -90,7 +92,7 @@ struct WireRef<'a> {
 struct WireOwned {
     applied_index: u64,
     clock_ms: u64,
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    entries: Vec<(ByteBuf, ByteBuf)>,
     sessions: Vec<SessionRecord>,
 }
 
@@ -115,7 +117,9 @@ struct EntriesRef<'a>(&'a Map);
 
 impl Serialize for EntriesRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter())
+        // As byte strings: one copy per key and value, not one call per byte. The wire bytes
+        // are the same as a sequence of `u8` in postcard.
+        serializer.collect_seq(self.0.iter().map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))))
     }
 }
 

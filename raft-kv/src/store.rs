@@ -1,6 +1,6 @@
 //! The replicated key-value state machine.
 
-use std::collections::BTreeMap;
+use bytes::{Bytes, BytesMut};
 
 use crate::command::{decode_request, ClientId, Command, Reply, Request, Session};
 use crate::error::{CommandError, DecodeError};
@@ -8,8 +8,11 @@ use crate::limits::Limits;
 use crate::session::{Admission, SessionState, SessionTable};
 use crate::snapshot::{self, Parts};
 
-/// The key-value map: ordered, so iteration and snapshots are deterministic.
-pub(crate) type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+/// The key-value map: ordered, so iteration and snapshots are deterministic. A persistent
+/// B-tree of reference-counted keys and values: a clone takes constant time and shares
+/// everything until either copy changes, so a driver can clone the store and encode a snapshot
+/// of it on another thread while it keeps applying entries.
+pub(crate) type Map = imbl::OrdMap<Bytes, Bytes>;
 
 /// The outcome of applying one committed log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,11 @@ impl Applied {
 /// It is pure and deterministic: the same entries applied in the same order give the same state
 /// and the same replies on every replica, byte for byte. See the [crate docs](crate) for how a
 /// driver uses it.
+///
+/// Cloning is cheap whatever the size of the map (a persistent B-tree of reference-counted
+/// keys and values; only the session table, bounded by [`Limits::max_sessions`], is copied):
+/// a driver that must not stall can clone the store and call [`KvStore::snapshot`] on the
+/// clone from another thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvStore {
     limits: Limits,
@@ -54,7 +62,7 @@ impl KvStore {
     /// If `limits.max_sessions` is 0.
     pub fn new(limits: Limits) -> Self {
         limits.assert_valid();
-        KvStore { limits, map: BTreeMap::new(), sessions: SessionTable::default(), applied_index: 0, clock_ms: 0 }
+        KvStore { limits, map: Map::new(), sessions: SessionTable::default(), applied_index: 0, clock_ms: 0 }
     }
 
     // ---- Inputs -------------------------------------------------------------------------
@@ -122,8 +130,8 @@ impl KvStore {
             return Reply::Error(error);
         }
         match command {
-            Command::Get { key } => Reply::Value(self.map.get(key).cloned()),
-            Command::MultiGet { keys } => Reply::Values(keys.iter().map(|key| self.map.get(key).cloned()).collect()),
+            Command::Get { key } => Reply::Value(self.map.get(key.as_slice()).map(|v| v.to_vec())),
+            Command::MultiGet { keys } => Reply::Values(keys.iter().map(|key| self.map.get(key.as_slice()).map(|v| v.to_vec())).collect()),
             _ => Reply::Error(CommandError::NotReadOnly),
         }
     }
@@ -178,12 +186,12 @@ impl KvStore {
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.map.get(key).map(|v| &v[..])
     }
 
     /// All `(key, value)` pairs in increasing key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.map.iter().map(|(k, v)| (&k[..], &v[..]))
     }
 
     /// The session of `client`, if it is open (registered and not expired or evicted).
@@ -265,16 +273,16 @@ impl KvStore {
         }
         let result = match command {
             Command::Put { key, value } => {
-                self.map.insert(key, value);
+                self.map.insert(key.into(), value.into());
                 Ok(Reply::Ok)
             }
-            Command::Delete { key } => Ok(Reply::Deleted { existed: self.map.remove(&key).is_some() }),
+            Command::Delete { key } => Ok(Reply::Deleted { existed: self.map.remove(key.as_slice()).is_some() }),
             Command::Append { key, value } => self.append(key, &value),
             Command::Increment { key, delta } => self.increment(key, delta),
             Command::CompareAndSet { key, expected, new } => Ok(self.compare_and_set(key, expected.as_deref(), new)),
             Command::MultiPut { pairs } => {
                 // Limits were checked for every pair above, so the batch is all or nothing.
-                self.map.extend(pairs);
+                self.map.extend(pairs.into_iter().map(|(k, v)| (Bytes::from(k), Bytes::from(v))));
                 Ok(Reply::Ok)
             }
             Command::Get { .. } | Command::MultiGet { .. } | Command::RegisterSession => {
@@ -285,40 +293,43 @@ impl KvStore {
     }
 
     fn append(&mut self, key: Vec<u8>, suffix: &[u8]) -> Result<Reply, CommandError> {
-        let current_len = self.map.get(&key).map_or(0, Vec::len);
+        let current_len = self.map.get(key.as_slice()).map_or(0, Bytes::len);
         let new_len = current_len.saturating_add(suffix.len());
         self.limits.check_value_len(new_len)?;
-        let value = self.map.entry(key).or_default();
+        // Unless a snapshot being encoded still shares the value, this extends it in place.
+        let current = self.map.remove(key.as_slice()).unwrap_or_default();
+        let mut value = current.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         value.extend_from_slice(suffix);
         assert_eq!(value.len(), new_len);
+        self.map.insert(key.into(), value.freeze());
         let len = i64::try_from(new_len).expect("a Vec's length is at most isize::MAX");
         Ok(Reply::Integer(len))
     }
 
     fn increment(&mut self, key: Vec<u8>, delta: i64) -> Result<Reply, CommandError> {
-        let current = match self.map.get(&key) {
+        let current = match self.map.get(key.as_slice()) {
             None => 0,
             Some(value) => parse_canonical_i64(value).ok_or(CommandError::NotAnInteger)?,
         };
         let new = current.checked_add(delta).ok_or(CommandError::IntegerOverflow)?;
         let text = new.to_string().into_bytes();
         self.limits.check_value_len(text.len())?;
-        self.map.insert(key, text);
+        self.map.insert(key.into(), text.into());
         Ok(Reply::Integer(new))
     }
 
     fn compare_and_set(&mut self, key: Vec<u8>, expected: Option<&[u8]>, new: Option<Vec<u8>>) -> Reply {
-        let current = self.map.get(&key).map(Vec::as_slice);
+        let current = self.map.get(key.as_slice()).map(|v| &v[..]);
         if current != expected {
             return Reply::CasResult { swapped: false, current: current.map(<[u8]>::to_vec) };
         }
         match new {
             Some(value) => {
-                self.map.insert(key, value.clone());
+                self.map.insert(key.into(), Bytes::copy_from_slice(&value));
                 Reply::CasResult { swapped: true, current: Some(value) }
             }
             None => {
-                self.map.remove(&key);
+                self.map.remove(key.as_slice());
                 Reply::CasResult { swapped: true, current: None }
             }
         }

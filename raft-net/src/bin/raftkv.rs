@@ -217,8 +217,33 @@ async fn serve(a: ServeArgs) -> ExitCode {
 }
 
 /// Ports that are free right now (the listeners are dropped before the servers bind them).
+///
+/// Taken from the 10,000 ports just below the kernel's ephemeral range when it can tell: a port
+/// the kernel hands out could be taken, between this call and the server's bind, by one of the
+/// outgoing connections the first servers open to their peers.
 fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .filter(|&low| low >= 11_024);
+    let mut listeners = Vec::with_capacity(n);
+    if let Some(low) = low {
+        // Start at a place that depends on the process, so two clusters started at once differ.
+        let span = 10_000u32;
+        let start = std::process::id().wrapping_mul(7919) % span;
+        for i in 0..span {
+            if listeners.len() == n {
+                break;
+            }
+            let port = (u32::from(low) - span + (start + i) % span) as u16;
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                listeners.push(l);
+            }
+        }
+    }
+    while listeners.len() < n {
+        listeners.push(std::net::TcpListener::bind("127.0.0.1:0")?);
+    }
     listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
 }
 

@@ -125,8 +125,9 @@ impl Envelope {
     }
 }
 
-/// The application state replicated by Raft.
-#[derive(Debug)]
+/// The application state replicated by Raft. Cloning it is cheap (the store's keys and values
+/// are reference-counted): a snapshot is encoded from a clone on another thread.
+#[derive(Clone, Debug)]
 pub(crate) struct App {
     pub(crate) kv: KvStore,
     pub(crate) members: BTreeMap<NodeId, MemberAddrs>,

@@ -162,6 +162,19 @@ pub(crate) struct Driver {
     next_read_ctx: u64,
     last_announce: Option<Instant>,
     started: Instant,
+    /// Snapshots encoded off the driver come back here.
+    encoded: (mpsc::UnboundedSender<EncodedSnapshot>, Option<mpsc::UnboundedReceiver<EncodedSnapshot>>),
+    /// Whether a snapshot is being encoded (at most one at a time).
+    encoding: bool,
+}
+
+/// A snapshot of the state machine at `index`, encoded on a blocking thread.
+struct EncodedSnapshot {
+    index: LogIndex,
+    data: Bytes,
+    /// How long the clone took on the driver, and the encoding off it.
+    clone_time: Duration,
+    encode_time: Duration,
 }
 
 impl Driver {
@@ -190,6 +203,11 @@ impl Driver {
             next_read_ctx: 0,
             last_announce: None,
             started: Instant::now(),
+            encoded: {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (tx, Some(rx))
+            },
+            encoding: false,
         };
         d.sync_peers();
         d
@@ -203,6 +221,7 @@ impl Driver {
         mut storage_events: mpsc::UnboundedReceiver<StorageEvent>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        let mut encoded = self.encoded.1.take().expect("run is called once");
         let mut ticker = tokio::time::interval(self.s.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -224,6 +243,7 @@ impl Driver {
                     Some(r) => self.on_request(r),
                     None => break,
                 },
+                Some(snapshot) = encoded.recv() => self.on_snapshot_encoded(snapshot),
                 _ = ticker.tick() => self.on_tick(),
                 _ = shutdown.changed() => break,
             }
@@ -630,12 +650,42 @@ impl Driver {
         }
     }
 
+    /// Starts a snapshot of the state machine as it is now: the driver only clones it (cheap:
+    /// keys and values are shared), a blocking thread encodes it, and
+    /// [`Driver::on_snapshot_encoded`] compacts the log once it is back. The driver keeps
+    /// serving meanwhile, so a state machine of any size never stalls it for long.
     fn take_snapshot(&mut self) {
+        if self.encoding {
+            return;
+        }
+        let started = Instant::now();
         let index = LogIndex(self.app.kv.applied_index());
-        let data = self.app.snapshot();
+        let frozen = self.app.clone();
+        let clone_time = started.elapsed();
+        let done = self.encoded.0.clone();
+        self.encoding = true;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let data = frozen.snapshot();
+            let _ = done.send(EncodedSnapshot { index, data, clone_time, encode_time: started.elapsed() });
+        });
+    }
+
+    fn on_snapshot_encoded(&mut self, snapshot: EncodedSnapshot) {
+        self.encoding = false;
+        let EncodedSnapshot { index, data, clone_time, encode_time } = snapshot;
         match self.node.compact(SnapshotData { index, data: data.clone() }) {
-            Ok(meta) => self.storage.send(StorageOp::SaveSnapshot(Snapshot { meta, data })),
-            Err(e) => warn!("snapshot at {index} refused: {e}"),
+            Ok(meta) => {
+                info!(
+                    "took a snapshot at {index}: {} bytes (cloned in {:.1} ms, encoded off the driver in {:.1} ms)",
+                    data.len(),
+                    clone_time.as_secs_f64() * 1e3,
+                    encode_time.as_secs_f64() * 1e3,
+                );
+                self.storage.send(StorageOp::SaveSnapshot(Snapshot { meta, data }));
+            }
+            // A snapshot from the leader overtook it.
+            Err(e) => info!("snapshot at {index} not used: {e}"),
         }
     }
 

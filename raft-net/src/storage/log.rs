@@ -45,6 +45,34 @@ pub struct DurableLog {
     pub(super) failed: Option<String>,
 }
 
+/// A snapshot file being written off the log's thread: made by [`DurableLog::begin_snapshot`],
+/// run with [`SnapshotWrite::write`], finished with [`DurableLog::finish_snapshot`].
+#[derive(Debug)]
+pub struct SnapshotWrite {
+    path: PathBuf,
+    fsync: bool,
+    snapshot: Snapshot,
+}
+
+impl SnapshotWrite {
+    /// The snapshot's metadata.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.snapshot.meta
+    }
+
+    /// Writes the snapshot to `snapshot.tmp`, fsyncs it, renames it to `snapshot` and fsyncs
+    /// the directory: durable when it returns. Blocking; any thread.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`]: the log that began the write should then be treated as failed
+    /// (the server stops), as for any failed write.
+    pub fn write(self) -> Result<SnapshotMeta> {
+        write_atomically(&self.path, self.fsync, |out| files::write_snapshot(out, &self.snapshot))?;
+        Ok(self.snapshot.meta)
+    }
+}
+
 /// The hard state that wins when two are found: the one with the later term, or in the same
 /// term the one that holds a vote; the commit index is the larger of the two.
 ///
@@ -242,6 +270,62 @@ impl DurableLog {
         let index = snapshot.meta.last.index;
         assert!(index > self.snapshot_index(), "snapshot at {index} is not newer than the stored one at {}", self.snapshot_index());
         self.guarded(|log| log.save_snapshot_inner(snapshot))
+    }
+
+    /// Starts storing a snapshot **this node took** of its own applied entries, without
+    /// holding up the log: the slow part (writing and fsyncing a file as large as the state
+    /// machine) is the returned [`SnapshotWrite`], which may run on any thread while this log
+    /// keeps appending and syncing. Hand its result to [`DurableLog::finish_snapshot`], which
+    /// records the snapshot and compacts the log behind it.
+    ///
+    /// Before it returns, everything appended so far is durable (a snapshot must never be
+    /// newer on disk than the log and hard state it was taken after). Until the snapshot is
+    /// finished, the log keeps the segments it covers, so a crash at any point recovers either
+    /// the old snapshot with the whole log, or the new snapshot (recovery then finishes the
+    /// compaction). Start no other snapshot write, and call no [`DurableLog::save_snapshot`],
+    /// until the returned write has finished: two writes would race for the snapshot file.
+    ///
+    /// # Panics
+    ///
+    /// If the snapshot is not newer than the stored one, or the log does not hold its last
+    /// entry with the same term (it is not a snapshot of this log's applied entries: use
+    /// [`DurableLog::save_snapshot`] for one received from a leader).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`], [`StorageError::Failed`].
+    pub fn begin_snapshot(&mut self, snapshot: Snapshot) -> Result<SnapshotWrite> {
+        let last = snapshot.meta.last;
+        assert!(
+            last.index > self.snapshot_index(),
+            "snapshot at {} is not newer than the stored one at {}",
+            last.index,
+            self.snapshot_index()
+        );
+        assert!(last.index <= self.last_index(), "snapshot at {} is beyond the log's last entry {}", last.index, self.last_index());
+        self.guarded(|log| {
+            let term = log.term_at(last.index)?;
+            assert_eq!(term, last.term, "the snapshot's last entry {} has term {} in the log", last.index, term);
+            log.flush_and_sync()?;
+            Ok(SnapshotWrite { path: log.dir.join(SNAPSHOT_FILE), fsync: log.options.fsync, snapshot })
+        })
+    }
+
+    /// Records a snapshot a [`SnapshotWrite`] made durable and deletes the segments it covers.
+    /// A snapshot that is not newer than the stored one (one received from a leader overtook
+    /// it) changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`], [`StorageError::Failed`].
+    pub fn finish_snapshot(&mut self, meta: SnapshotMeta) -> Result<()> {
+        if meta.last.index <= self.snapshot_index() {
+            return Ok(());
+        }
+        self.guarded(|log| {
+            log.snapshot = Some(meta);
+            log.compact()
+        })
     }
 
     /// Applies a [`Ready`]'s persistence part in the documented order: snapshot

@@ -135,7 +135,7 @@ mod tests;
 use raft_core::{Entry, HardState, LogIndex, NodeId, PersistedState, Snapshot};
 
 pub use error::{Result, StorageError};
-pub use log::DurableLog;
+pub use log::{DurableLog, SnapshotWrite};
 
 /// Tuning of a [`DurableLog`].
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -586,6 +586,76 @@ fn snapshot_compacts_old_segments_and_reopens() {
 }
 
 #[test]
+fn a_snapshot_written_off_thread_lets_the_log_keep_appending() {
+    // The server's path for snapshots it takes: begin (log durable), write on another thread
+    // while the log appends and syncs, then finish (compaction).
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let all = written_log(dir, options(700), 60);
+    let (mut log, _) = reopen(dir, options(700));
+    let before = segment_files(dir);
+    let write = log.begin_snapshot(snapshot(1, 45)).unwrap();
+    let writer = std::thread::spawn(move || write.write());
+    log.append(None, &entries(2, 61..=62), Some(hs(2, None, 50))).unwrap();
+    log.sync().unwrap();
+    let meta = writer.join().unwrap().unwrap();
+    assert_eq!(segment_files(dir), before, "nothing is deleted before the snapshot is recorded");
+    log.finish_snapshot(meta).unwrap();
+    assert!(segment_files(dir).len() < before.len());
+    assert_eq!((log.first_index(), log.last_index()), (LogIndex(46), LogIndex(62)));
+    // A snapshot that is not newer (a leader's overtook it) changes nothing.
+    log.finish_snapshot(snapshot(1, 40).meta).unwrap();
+    assert_eq!(log.snapshot_meta(), Some(&snapshot(1, 45).meta));
+    drop(log);
+
+    let (_, rec) = reopen(dir, options(700));
+    assert_eq!(rec.snapshot, Some(snapshot(1, 45)));
+    let mut want = all[45..].to_vec();
+    want.extend(entries(2, 61..=62));
+    assert_eq!(rec.entries, want);
+    assert_eq!(rec.hard_state, hs(2, None, 50));
+    assert_eq!(rec.repaired, None);
+}
+
+#[test]
+fn a_crash_during_an_off_thread_snapshot_recovers_the_old_or_the_new_snapshot() {
+    let tmp = TempDir::new().unwrap();
+    let base = tmp.path().join("base");
+    let all = written_log(&base, options(700), 60);
+
+    // Crash after begin, before the file is written: the old state, whole.
+    let dir = tmp.path().join("before-write");
+    copy_dir(&base, &dir);
+    let (mut log, _) = reopen(&dir, options(700));
+    let write = log.begin_snapshot(snapshot(1, 45)).unwrap();
+    drop((log, write));
+    let (_, rec) = reopen(&dir, options(700));
+    assert_eq!((rec.snapshot, rec.entries), (None, all.clone()));
+
+    // Crash after the file is durable, before the log recorded it: the new snapshot, and
+    // recovery finishes the compaction.
+    let dir = tmp.path().join("before-finish");
+    copy_dir(&base, &dir);
+    let (mut log, _) = reopen(&dir, options(700));
+    let segments_before = segment_files(&dir).len();
+    log.begin_snapshot(snapshot(1, 45)).unwrap().write().unwrap();
+    drop(log);
+    let (_, rec) = reopen(&dir, options(700));
+    assert_eq!(rec.snapshot, Some(snapshot(1, 45)));
+    assert_eq!(rec.entries, all[45..].to_vec());
+    assert!(segment_files(&dir).len() < segments_before);
+}
+
+#[test]
+#[should_panic(expected = "has term 1 in the log")]
+fn an_off_thread_snapshot_must_match_the_log() {
+    let tmp = TempDir::new().unwrap();
+    written_log(tmp.path(), fast_options(700), 10);
+    let (mut log, _) = reopen(tmp.path(), fast_options(700));
+    let _ = log.begin_snapshot(snapshot(2, 5));
+}
+
+#[test]
 fn snapshot_covering_the_whole_log_and_beyond() {
     // A follower far behind installs the leader's snapshot: nothing of its log survives, and
     // the next entry is the one after the snapshot.
