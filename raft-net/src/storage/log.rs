@@ -10,7 +10,7 @@ use raft_core::{Entry, HardState, LogIndex, NodeId, Ready, Snapshot, SnapshotMet
 use super::error::{io_at, Result, StorageError};
 use super::files::{self, crash_point, sync_dir, write_atomically, Meta, META_FILE, SNAPSHOT_FILE};
 use super::record::{self, Record, FRAME_BYTES, MAX_ENTRY_DATA_BYTES};
-use super::segment::{create_segment, open_for_append, segment_prologue, Segment, LOG_DIR};
+use super::segment::{create_segment, open_for_append, preallocate, segment_prologue, Segment, LOG_DIR};
 use super::{Options, Recovered};
 
 /// The durable Raft log of one node: segment files, the hard state, the latest snapshot and
@@ -37,8 +37,11 @@ pub struct DurableLog {
     pub(super) snapshot: Option<SnapshotMeta>,
     /// Sorted by first index; never empty; the last one is the active segment.
     pub(super) segments: Vec<Segment>,
-    /// The active segment, opened for appending.
+    /// The active segment, opened for appending at the end of its valid records.
     pub(super) active: File,
+    /// The active segment file's length: the valid records handed to the operating system,
+    /// plus any zeros preallocated after them.
+    pub(super) allocated: u64,
     /// Encoded records not yet handed to the operating system.
     pub(super) pending: Vec<u8>,
     /// The first error of a write path, once one happened.
@@ -133,6 +136,7 @@ impl DurableLog {
             meta,
             hard_state,
             snapshot: None,
+            allocated: segment.len,
             segments: vec![segment],
             active,
             pending: Vec::new(),
@@ -449,13 +453,22 @@ impl DurableLog {
         Ok(())
     }
 
-    /// Hands buffered records to the operating system (not durable yet).
+    /// Hands buffered records to the operating system (not durable yet), first extending the
+    /// file with preallocated zeros if the records would run past them.
     fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
-            let path = &self.segments.last().expect("active segment").path;
+            let segment = self.segments.last().expect("active segment");
+            let (path, end) = (&segment.path, segment.len);
+            if self.options.preallocate_bytes > 0 && end > self.allocated {
+                let to = end + self.options.preallocate_bytes;
+                crash_point(path)?;
+                preallocate(&self.active, path, self.allocated, to)?;
+                self.allocated = to;
+            }
             crash_point(path)?;
             self.active.write_all(&self.pending).map_err(io_at(path))?;
             self.pending.clear();
+            self.allocated = self.allocated.max(end);
         }
         Ok(())
     }
@@ -474,8 +487,14 @@ impl DurableLog {
     /// segment that is not the last and refuse to start.
     fn rotate(&mut self) -> Result<()> {
         self.flush_and_sync()?;
+        // Give back the preallocated space the old segment will never use.
+        let old = self.active_segment();
+        if self.allocated > old.len {
+            set_file_len(&old.path, old.len, self.options.fsync)?;
+        }
         let first = self.last_index().next();
         let (segment, file) = create_segment(&self.log_dir, first, &self.hard_state, self.options.fsync)?;
+        self.allocated = segment.len;
         self.segments.push(segment);
         self.active = file;
         Ok(())
@@ -526,7 +545,8 @@ impl DurableLog {
             segment.offsets.clear();
             segment.start = from;
             segment.len = prologue.len() as u64;
-            self.active = open_for_append(&segment.path)?;
+            self.active = open_for_append(&segment.path, segment.len)?;
+            self.allocated = segment.len;
         } else {
             let cut = segment.offset_of(from).expect("segment x holds `from`");
             let (fresh, file) = create_segment(&self.log_dir, from, &hard_state, fsync)?;
@@ -534,6 +554,7 @@ impl DurableLog {
             set_file_len(&segment.path, cut, fsync)?;
             segment.truncate_from(from);
             segment.len = cut;
+            self.allocated = fresh.len;
             self.segments.push(fresh);
             self.active = file;
             // X may now hold only entries covered by the snapshot.
@@ -603,6 +624,7 @@ impl DurableLog {
         if log_is_empty && self.active_segment().first != through.next() {
             self.flush_and_sync()?;
             let (segment, file) = create_segment(&self.log_dir, through.next(), &self.hard_state, self.options.fsync)?;
+            self.allocated = segment.len;
             self.segments.push(segment);
             self.active = file;
         }
@@ -653,6 +675,7 @@ impl DurableLog {
         let active = self.active_segment();
         assert!(active.next() > snapshot, "the next entry would fall into the snapshot");
         assert!(self.pending.len() as u64 <= active.len, "more buffered than written");
+        assert!(self.allocated >= active.len - self.pending.len() as u64, "the active file is shorter than what was written to it");
     }
 
     /// What `open` returns alongside the log.

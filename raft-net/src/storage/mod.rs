@@ -100,6 +100,10 @@
 //! every segment in order of its first index, checking every record's length, checksum and
 //! structure, and that each entry's index follows the previous one. The rules:
 //!
+//! - **Preallocated space**: zeros from some offset to the end of a segment file are space
+//!   the log reserved ahead of its writes ([`Options::preallocate_bytes`]): the segment ends
+//!   there, and nothing is repaired. (A write that reached the disk only as zeros never
+//!   happened, as far as the log can tell: that is the same as an unsynced write lost.)
 //! - **Torn tail**: a bad record (incomplete, zero length, or failing its checksum) in the
 //!   newest segment with nothing valid after it (no valid record starts at any later offset) is
 //!   what a crash during a write leaves: the segment is cut where that record starts, and the
@@ -149,11 +153,17 @@ pub struct Options {
     /// Whether to fsync at all. Default `true`. `false` is for tests only: a crash of the
     /// machine may then lose or tear anything.
     pub fsync: bool,
+    /// Extend the active segment file with zeros this many bytes at a time, ahead of the
+    /// writes (`fallocate` on Linux), so that most fsyncs need not also make a new file length
+    /// durable: on ext4 that makes an `fdatasync` after a small append about a quarter
+    /// faster. `0` turns it off. Default 4 MiB. Recovery reads the zeros after the last record
+    /// as the end of the segment, not as damage.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { segment_bytes: 64 << 20, write_buffer_bytes: 256 << 10, fsync: true }
+        Options { segment_bytes: 64 << 20, write_buffer_bytes: 256 << 10, fsync: true, preallocate_bytes: 4 << 20 }
     }
 }
 

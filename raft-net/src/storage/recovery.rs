@@ -4,6 +4,7 @@
 //! Recovery first reads everything and decides; it changes files only once the whole directory
 //! has been found sound, so a refusal leaves the directory exactly as it was.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,11 +64,14 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<(DurableLog, Recovere
     for segment in &mut segments {
         segment.drop_through(snapshot_index);
     }
-    let active_path = segments.last().expect("at least one segment").path.clone();
+    let active = segments.last().expect("at least one segment");
+    let active_path = active.path.clone();
+    let allocated = fs::metadata(&active_path).map_err(io_at(&active_path))?.len();
     let mut log = DurableLog {
         dir: dir.to_path_buf(),
         log_dir,
-        active: open_for_append(&active_path)?,
+        active: open_for_append(&active_path, active.len)?,
+        allocated,
         options,
         meta,
         hard_state,
@@ -106,7 +110,8 @@ fn repair_files(dir: &Path, listing: &Listing, scan: &Scan, fsync: bool) -> Resu
     }
     for segment in &scan.segments {
         let on_disk = fs::metadata(&segment.path).map_err(io_at(&segment.path))?.len();
-        if on_disk != segment.len {
+        let preallocated = scan.zeros_from.get(&segment.path) == Some(&segment.len);
+        if on_disk != segment.len && !preallocated {
             set_file_len(&segment.path, segment.len, fsync)?;
         }
     }
@@ -179,6 +184,8 @@ struct Scan {
     remove: Vec<PathBuf>,
     /// What was repaired, for `Recovered::repaired`.
     repairs: Vec<String>,
+    /// Segments whose records end in preallocated zeros, and where the zeros start.
+    zeros_from: BTreeMap<PathBuf, u64>,
 }
 
 impl Scan {
@@ -192,6 +199,7 @@ impl Scan {
             snapshot_entry_term: None,
             remove: Vec::new(),
             repairs: Vec::new(),
+            zeros_from: BTreeMap::new(),
         }
     }
 
@@ -238,6 +246,13 @@ impl Scan {
                         }
                     }
                     pos = next;
+                }
+                // Zeros to the end of the file: space preallocated ahead of the writes. The
+                // segment ends here, whatever its position.
+                Err(_) if buf[pos..].iter().all(|&b| b == 0) => {
+                    self.segments.last_mut().expect("pushed above").len = pos as u64;
+                    self.zeros_from.insert(path.to_path_buf(), pos as u64);
+                    break;
                 }
                 // A torn tail: the end of the newest segment, with nothing valid after it. Cut it.
                 Err(e) if position != Position::Older && !valid_after(pos) => {

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use raft_core::{HardState, LogIndex};
@@ -89,9 +89,25 @@ impl Segment {
     }
 }
 
-/// Opens an existing segment for appending.
-pub(super) fn open_for_append(path: &Path) -> Result<File> {
-    OpenOptions::new().append(true).open(path).map_err(io_at(path))
+/// Opens an existing segment for appending after its `len` bytes of valid records (the file
+/// may be longer: preallocated zeros, which the appends overwrite).
+pub(super) fn open_for_append(path: &Path, len: u64) -> Result<File> {
+    let mut file = OpenOptions::new().write(true).open(path).map_err(io_at(path))?;
+    file.seek(SeekFrom::Start(len)).map_err(io_at(path))?;
+    Ok(file)
+}
+
+/// Extends `file` (now `from` bytes long) to `to` bytes of zeros, allocating the blocks
+/// (`fallocate` where there is one; a file system without it gets a sparse extension).
+/// Not durable by itself: the next fsync of the file makes the new length durable.
+pub(super) fn preallocate(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    debug_assert!(to > from);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, to - from).is_ok() {
+        return Ok(());
+    }
+    let _ = from;
+    file.set_len(to).map_err(io_at(path))
 }
 
 /// The bytes a new segment starts with: its header and a copy of the current hard state, so
@@ -109,7 +125,7 @@ pub(super) fn create_segment(log_dir: &Path, first: LogIndex, hard_state: &HardS
     let path = log_dir.join(segment_name(first));
     let prologue = segment_prologue(first, hard_state);
     crash_point(&path)?;
-    let mut file = OpenOptions::new().append(true).create_new(true).open(&path).map_err(io_at(&path))?;
+    let mut file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_at(&path))?;
     crash_point(&path)?;
     file.write_all(&prologue).map_err(io_at(&path))?;
     if fsync {

@@ -69,7 +69,8 @@ fn records(path: &Path) -> Vec<(u64, u64)> {
     let mut pos = 0usize;
     while pos + 8 <= buf.len() {
         let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap()) as usize;
-        if pos + 8 + len > buf.len() {
+        // A zero length is no record: preallocated space (or damage).
+        if len == 0 || pos + 8 + len > buf.len() {
             break;
         }
         out.push((pos as u64, 8 + len as u64));
@@ -335,8 +336,7 @@ fn torn_tail_cut_at_every_byte_of_the_last_record() {
 fn torn_tail_overwritten_with_zeros_or_garbage() {
     let tmp = TempDir::new().unwrap();
     let (all, path, offset, len) = log_ending_in_an_entry(tmp.path());
-    let damage: [(&str, fn(&mut [u8])); 4] = [
-        ("zeros", |r| r.fill(0)),
+    let damage: [(&str, fn(&mut [u8])); 3] = [
         ("ones", |r| r.fill(0xff)),
         ("garbage", |r| r.iter_mut().enumerate().for_each(|(k, b)| *b = (k as u8).wrapping_mul(37).wrapping_add(11))),
         ("a flipped bit", |r| r[r.len() - 1] ^= 0x04),
@@ -351,14 +351,77 @@ fn torn_tail_overwritten_with_zeros_or_garbage() {
         assert!(rec.repaired.is_some(), "{name}");
         assert_eq!(fs::metadata(&seg).unwrap().len(), offset, "{name}: the file is cut where the torn record started");
     }
-    // Zeros after a complete log (space a file system allocated but never wrote).
+    // The last record zeroed to the end of the file: a write that never reached the disk, like
+    // one that was never synced. The segment ends before it; nothing needs repairing.
     let copy = TempDir::new().unwrap();
     copy_dir(tmp.path(), copy.path());
     let seg = copy.path().join("log").join(path.file_name().unwrap());
-    modify(&seg, |b| b.extend_from_slice(&[0; 4096]));
+    modify(&seg, |b| b[offset as usize..].fill(0));
+    let size = fs::metadata(&seg).unwrap().len();
+    let (mut log, rec) = reopen(copy.path(), options(700));
+    assert_eq!((rec.entries.as_slice(), rec.repaired), (&all[..29], None));
+    assert_eq!(fs::metadata(&seg).unwrap().len(), size, "preallocated space is kept");
+    // And the log appends over the zeros.
+    log.append(None, &entries(1, 30..=31), None).unwrap();
+    log.sync().unwrap();
+    drop(log);
     let (_, rec) = reopen(copy.path(), options(700));
+    assert_eq!((rec.entries, rec.repaired), (entries(1, 1..=31), None));
+}
+
+#[test]
+fn preallocated_space_is_the_end_of_a_segment_not_damage() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let prealloc = Options { preallocate_bytes: 1 << 16, ..options(1500) };
+    let mut log = create(dir, prealloc.clone());
+    let mut all = Vec::new();
+    for k in 0..10u64 {
+        let batch = entries(1, k * 10 + 1..=k * 10 + 10);
+        log.append(None, &batch, Some(hs(1, Some(1), k * 10))).unwrap();
+        log.sync().unwrap();
+        all.extend(batch);
+    }
+    let segments = segment_files(dir);
+    assert!(segments.len() >= 3, "the log rotated");
+    let active = segments.last().unwrap();
+    let records_end = records(active).last().map(|&(o, l)| o + l).unwrap();
+    assert!(fs::metadata(active).unwrap().len() > records_end, "the active segment is preallocated");
+    for old in &segments[..segments.len() - 1] {
+        let end = records(old).last().map(|&(o, l)| o + l).unwrap();
+        assert_eq!(fs::metadata(old).unwrap().len(), end, "a full segment gives its spare space back at rotation");
+    }
+    drop(log);
+
+    // Reopened, nothing is repaired and the space is kept; appends land after the records.
+    let (mut log, rec) = reopen(dir, prealloc.clone());
+    assert_eq!((rec.entries.as_slice(), rec.repaired.as_deref()), (all.as_slice(), None));
+    let size = fs::metadata(active).unwrap().len();
+    log.append(None, &entries(1, 101..=105), Some(hs(2, None, 100))).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    assert_eq!(fs::metadata(active).unwrap().len(), size);
+    let (_, rec) = reopen(dir, prealloc.clone());
+    all.extend(entries(1, 101..=105));
+    assert_eq!((rec.entries.as_slice(), rec.hard_state, rec.repaired), (all.as_slice(), hs(2, None, 100), None));
+
+    // A torn record in the preallocated space is cut like any torn tail (the zeros with it).
+    let end = records(active).last().map(|&(o, l)| o + l).unwrap();
+    modify(active, |b| b[end as usize..end as usize + 11].fill(0x5a));
+    let (_, rec) = reopen(dir, prealloc.clone());
     assert_eq!(rec.entries, all);
-    assert!(rec.repaired.is_some());
+    assert!(rec.repaired.as_deref().is_some_and(|r| r.contains("torn write")), "{:?}", rec.repaired);
+    assert_eq!(fs::metadata(active).unwrap().len(), end);
+
+    // Corruption before the zeros is still corruption.
+    let recs = records(active);
+    let (offset, _) = recs[recs.len() / 2];
+    modify(active, |b| {
+        b.resize(b.len() + 4096, 0);
+        b[offset as usize + 9] ^= 0x01;
+    });
+    let (file, at, _) = corrupt_at(DurableLog::open(dir, prealloc));
+    assert_eq!((file, at), (active.clone(), offset));
 }
 
 #[test]
@@ -1245,8 +1308,9 @@ proptest! {
     #[test]
     fn durable_log_matches_the_model(ops in proptest::collection::vec(op(), 1..40),
                                      segment_bytes in prop::sample::select(vec![0u64, 150, 400, 4096]),
-                                     write_buffer_bytes in prop::sample::select(vec![0usize, 100, 1 << 20])) {
-        run(ops, Options { segment_bytes, write_buffer_bytes, fsync: false });
+                                     write_buffer_bytes in prop::sample::select(vec![0usize, 100, 1 << 20]),
+                                     preallocate_bytes in prop::sample::select(vec![0u64, 64, 4096])) {
+        run(ops, Options { segment_bytes, write_buffer_bytes, fsync: false, preallocate_bytes });
     }
 }
 
@@ -1268,5 +1332,5 @@ fn durable_log_matches_the_model_with_fsync() {
         Op::Append { n: 3, new_term: false, size: 0 },
         Op::Reopen,
     ];
-    run(ops, Options { segment_bytes: 200, write_buffer_bytes: 64, fsync: true });
+    run(ops, Options { segment_bytes: 200, write_buffer_bytes: 64, fsync: true, preallocate_bytes: 256 });
 }
