@@ -525,6 +525,37 @@ fn a_server_joining_with_the_id_of_a_member_is_refused() {
     c.wait_converged(DEADLINE);
 }
 
+/// Story: an operator starts a second server on the data directory of a running member (other
+/// ports, same `--data`). Two processes writing one log would corrupt it, so the second one
+/// refuses to start, naming the directory and its lock, and touches nothing: the member keeps
+/// serving and its log recovers clean later.
+#[test]
+fn a_second_server_on_a_data_directory_in_use_is_refused() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(DEADLINE);
+    c.write_many(&c.addr(leader), &pairs("a", 20));
+    let member = (1..=3).find(|&id| id != leader).expect("a follower");
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let flags: Vec<String> = c.servers[0].flags.clone();
+    let mut twin = Server::new(member, scratch.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>());
+    twin.data = c.node(member).data.clone();
+    twin.start(&[]);
+    let status = twin.wait_exit(DEADLINE);
+    let log = twin.log_text();
+    assert!(!status.success(), "a second server ran on node {member}'s data directory:\n{log}");
+    let complaint = format!("{} is in use by another process", twin.data.display());
+    assert!(log.contains(&complaint), "the refusal does not say {complaint:?}:\n{log}");
+
+    c.write_many(&c.addr(leader), &pairs("b", 20));
+    c.wait_converged(DEADLINE);
+    c.node(member).kill();
+    c.restart(member, false);
+    c.wait_converged(DEADLINE);
+    let all: Vec<(String, String)> = pairs("a", 20).into_iter().chain(pairs("b", 20)).collect();
+    assert_every_server_holds(&mut c, &all);
+    assert!(!c.node(member).log_text().contains("repaired"), "the member's log needed repair");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Snapshots and large values
 // ---------------------------------------------------------------------------------------------

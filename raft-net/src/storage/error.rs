@@ -68,6 +68,13 @@ pub enum StorageError {
         /// The directory.
         dir: PathBuf,
     },
+    /// Another process (or another [`super::DurableLog`] in this one) has the directory open:
+    /// two writers would corrupt it. Only checked where the platform has `flock` (Linux).
+    #[error("{} is in use by another process (it holds the lock on {}): is another server running on it?", dir.display(), dir.join(super::files::LOCK_FILE).display())]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// [`super::DurableLog::create`] on a directory that already holds files.
     #[error("refusing to create a data directory in {}: it is not empty", dir.display())]
     NotEmpty {

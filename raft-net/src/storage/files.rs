@@ -16,6 +16,26 @@ pub(super) const META_FILE: &str = "meta";
 pub(super) const SNAPSHOT_FILE: &str = "snapshot";
 /// Suffix of files being written before their rename.
 pub(super) const TMP_SUFFIX: &str = ".tmp";
+/// Name of the lock file in the data directory: whoever holds an exclusive `flock` on it owns
+/// the directory. Its content is nothing; the lock dies with the process that holds it.
+pub(super) const LOCK_FILE: &str = "lock";
+
+/// Takes the data directory's lock, or fails with [`StorageError::Locked`] if someone else
+/// holds it. The lock lasts as long as the returned file is open.
+pub(super) fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(io_at(&path))?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{flock, FlockOperation};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Err(StorageError::Locked { dir: dir.to_path_buf() }),
+            Err(e) => return Err(io_at(&path)(e.into())),
+        }
+    }
+    Ok(file)
+}
 
 const META_MAGIC: &[u8; 8] = b"RAFTMETA";
 const META_VERSION: u32 = 1;

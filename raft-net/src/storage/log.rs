@@ -46,6 +46,8 @@ pub struct DurableLog {
     pub(super) pending: Vec<u8>,
     /// The first error of a write path, once one happened.
     pub(super) failed: Option<String>,
+    /// The open lock file: this log owns the directory while it is open.
+    pub(super) _lock: File,
 }
 
 /// A snapshot file being written off the log's thread: made by [`DurableLog::begin_snapshot`],
@@ -117,6 +119,7 @@ impl DurableLog {
         if fs::read_dir(dir).map_err(io_at(dir))?.next().is_some() {
             return Err(StorageError::NotEmpty { dir: dir.to_path_buf() });
         }
+        let lock = files::lock_dir(dir)?;
         if !existed {
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             sync_dir(parent, options.fsync)?;
@@ -141,6 +144,7 @@ impl DurableLog {
             active,
             pending: Vec::new(),
             failed: None,
+            _lock: lock,
         };
         log.check_invariants();
         Ok(log)

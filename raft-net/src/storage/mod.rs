@@ -31,10 +31,15 @@
 //!
 //! ```text
 //! DIR/meta                              node id, cluster id, format version (written once)
+//! DIR/lock                              held (flock) by the process that has the log open
 //! DIR/snapshot                          the latest snapshot (only one is kept)
 //! DIR/log/00000000000000000001.seg      segment files, each named by the index of the
 //! DIR/log/00000000000000004711.seg      first entry it holds (20 digits, so names sort)
 //! ```
+//!
+//! `DIR/lock` is empty: a [`DurableLog`] holds an exclusive `flock` on it while it is open (on
+//! Linux), so a second process opening the directory gets [`StorageError::Locked`] instead of
+//! writing the same log. The lock dies with the process, crash included.
 //!
 //! Files named `*.tmp` are being written and not yet renamed into place; recovery deletes them.
 //! Other files in `log/` are ignored (with a warning).

@@ -23,6 +23,8 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<(DurableLog, Recovere
     let Some(meta_bytes) = read_if_exists(&meta_path)? else {
         return Err(StorageError::NotInitialized { dir: dir.to_path_buf() });
     };
+    // Nothing is read for good, let alone repaired, while another process may be writing.
+    let lock = files::lock_dir(dir)?;
     let meta = files::decode_meta(&meta_path, &meta_bytes)?;
     let snapshot_path = dir.join(SNAPSHOT_FILE);
     let snapshot = match read_if_exists(&snapshot_path)? {
@@ -79,6 +81,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<(DurableLog, Recovere
         segments,
         pending: Vec::new(),
         failed: None,
+        _lock: lock,
     };
     if snapshot.is_some() {
         // Finish a compaction a crash interrupted.

@@ -890,6 +890,24 @@ fn open_without_meta_and_create_over_data_are_refused() {
     assert!(matches!(err, StorageError::Meta { .. }) && err.to_string().contains("meta"), "{err}");
 }
 
+#[test]
+fn a_data_directory_has_one_owner_at_a_time() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("node");
+    let log = create(&dir, fast_options(1 << 20));
+    for _ in 0..2 {
+        let err = DurableLog::open(&dir, fast_options(1 << 20)).expect_err("a second owner");
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("is in use by another process"), "{err}");
+    }
+    drop(log);
+    let (log, rec) = reopen(&dir, fast_options(1 << 20));
+    assert_eq!(rec.repaired, None);
+    assert!(matches!(DurableLog::open(&dir, fast_options(1 << 20)), Err(StorageError::Locked { .. })));
+    drop(log);
+    reopen(&dir, fast_options(1 << 20));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Failure
 // ---------------------------------------------------------------------------------------------
