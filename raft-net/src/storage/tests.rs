@@ -618,6 +618,20 @@ proptest! {
 // Snapshots and compaction
 // ---------------------------------------------------------------------------------------------
 
+/// Reopens a `written_log(.., 60)` (entries `all`) that took a snapshot at 45 and then
+/// appended entries 61..=62 of term 2 with hard state (2, none, 50), and checks it recovers
+/// exactly that, with nothing repaired.
+fn reopen_to_snapshot_45_then_61_62(dir: &Path, all: &[Entry]) -> (DurableLog, Recovered) {
+    let (log, rec) = reopen(dir, options(700));
+    assert_eq!(rec.snapshot, Some(snapshot(1, 45)));
+    let mut want = all[45..].to_vec();
+    want.extend(entries(2, 61..=62));
+    assert_eq!(rec.entries, want);
+    assert_eq!(rec.hard_state, hs(2, None, 50));
+    assert_eq!(rec.repaired, None);
+    (log, rec)
+}
+
 #[test]
 fn snapshot_compacts_old_segments_and_reopens() {
     let tmp = TempDir::new().unwrap();
@@ -636,13 +650,7 @@ fn snapshot_compacts_old_segments_and_reopens() {
     log.sync().unwrap();
     drop(log);
 
-    let (log, rec) = reopen(dir, options(700));
-    assert_eq!(rec.snapshot, Some(snapshot(1, 45)));
-    let mut want = all[45..].to_vec();
-    want.extend(entries(2, 61..=62));
-    assert_eq!(rec.entries, want);
-    assert_eq!(rec.hard_state, hs(2, None, 50));
-    assert_eq!(rec.repaired, None);
+    let (log, rec) = reopen_to_snapshot_45_then_61_62(dir, &all);
     assert_eq!(log.snapshot_meta(), Some(&snapshot(1, 45).meta));
     let persisted = rec.into_persisted_state();
     assert_eq!(persisted.applied, LogIndex(45));
@@ -671,13 +679,7 @@ fn a_snapshot_written_off_thread_lets_the_log_keep_appending() {
     assert_eq!(log.snapshot_meta(), Some(&snapshot(1, 45).meta));
     drop(log);
 
-    let (_, rec) = reopen(dir, options(700));
-    assert_eq!(rec.snapshot, Some(snapshot(1, 45)));
-    let mut want = all[45..].to_vec();
-    want.extend(entries(2, 61..=62));
-    assert_eq!(rec.entries, want);
-    assert_eq!(rec.hard_state, hs(2, None, 50));
-    assert_eq!(rec.repaired, None);
+    reopen_to_snapshot_45_then_61_62(dir, &all);
 }
 
 #[test]
