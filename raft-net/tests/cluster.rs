@@ -556,6 +556,28 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
     assert!(!c.node(member).log_text().contains("repaired"), "the member's log needed repair");
 }
 
+/// Story: the harness that started a server goes away. Test servers run with
+/// `--stop-on-stdin-close` and a pipe on stdin, so when the test process dies (even by SIGKILL,
+/// when the kernel closes the pipe) no server outlives it. Closing the pipe by hand: the server
+/// stops cleanly (exit status 0, and its log says why), and restarts from its directory with
+/// nothing to repair.
+#[test]
+fn a_server_stops_when_the_process_that_started_it_goes_away() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(DEADLINE);
+    c.write_many(&c.addr(leader), &pairs("a", 10));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    c.node(follower).close_stdin();
+    let status = c.node(follower).wait_exit(DEADLINE);
+    let log = c.node(follower).log_text();
+    assert!(status.success(), "node {follower} exited with {status}:\n{log}");
+    assert!(log.contains("standard input closed; stopping"), "node {follower}'s log does not say why it stopped:\n{log}");
+    c.restart(follower, false);
+    c.wait_converged(DEADLINE);
+    assert_every_server_holds(&mut c, &pairs("a", 10));
+    assert!(!c.node(follower).log_text().contains("repaired"), "a clean stop left something to repair");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Snapshots and large values
 // ---------------------------------------------------------------------------------------------

@@ -118,6 +118,10 @@ struct ServeArgs {
     /// keeps latency low when servers share a few cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Stop cleanly when standard input reaches its end: a supervisor or test harness that
+    /// holds the other end of a pipe takes the server with it when it dies, even by SIGKILL.
+    #[arg(long)]
+    stop_on_stdin_close: bool,
 }
 
 fn parse_peers(list: &str) -> Result<Vec<(NodeId, String)>, String> {
@@ -153,6 +157,23 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves once standard input reaches its end (or fails): read on a thread of its own, since
+/// a blocking read must not hold up the runtime.
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("raftkv-stdin".into()).spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    if spawned.is_ok() {
+        let _ = rx.await;
+    } else {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn serve(a: ServeArgs) -> ExitCode {
@@ -207,7 +228,17 @@ async fn serve(a: ServeArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     eprintln!("raftkv: node {} serving clients on {} (peers on {})", a.id, handle.client_addr, handle.peer_addr);
-    if handle.run_until(shutdown_signal()).await {
+    let stop = async {
+        if a.stop_on_stdin_close {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stdin_closed() => eprintln!("raftkv: standard input closed; stopping"),
+            }
+        } else {
+            shutdown_signal().await;
+        }
+    };
+    if handle.run_until(stop).await {
         eprintln!("raftkv: node {} stopped", a.id);
         ExitCode::SUCCESS
     } else {

@@ -438,7 +438,10 @@ impl Server {
         self.starts += 1;
         let mut log = OpenOptions::new().create(true).append(true).open(&self.log).expect("open the server log");
         writeln!(log, "==== test: start {} of node {} with {mode:?}", self.starts, self.id).expect("write the server log");
-        let child = self.command(mode).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn();
+        // The server stops when its stdin closes: if this test process dies, even by SIGKILL,
+        // the kernel closes the pipe and no server outlives it.
+        let child =
+            self.command(mode).arg("--stop-on-stdin-close").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn();
         self.child = Some(child.unwrap_or_else(|e| panic!("spawn node {}: {e}", self.id)));
     }
 
@@ -446,6 +449,14 @@ impl Server {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill_and_reap(&mut child);
+        }
+    }
+
+    /// Closes the server's standard input, as the kernel does when the process holding the
+    /// other end (this test) dies: the server then stops by itself.
+    pub fn close_stdin(&mut self) {
+        if let Some(child) = &mut self.child {
+            drop(child.stdin.take());
         }
     }
 
