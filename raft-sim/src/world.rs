@@ -251,10 +251,12 @@ impl<'a> World<'a> {
             self.now = at;
             self.stats.events += 1;
             self.stats.virtual_us = at;
-            if let Some(f) = self.finish_at {
-                if at >= f {
-                    break;
-                }
+            // The run ends once followers had time to catch up *and* there is a leader: without
+            // PreVote, a server rejoining with a higher term may depose the leader just then,
+            // and the election that follows must be given its chance (within the liveness
+            // deadline) rather than be judged at one arbitrary instant.
+            if self.finish_at.is_some_and(|f| at >= f) && self.leader().is_some() {
+                break;
             }
             if self.phase == Phase::Liveness && at > self.liveness_deadline {
                 return self.liveness_failure();
@@ -274,6 +276,9 @@ impl<'a> World<'a> {
             self.trace.hash.write_u64(at);
             self.handle(event)?;
             self.check_durable_promises()?;
+            if self.phase == Phase::Liveness && !self.o.pre_vote && !self.o.check_quorum {
+                self.decommission_removed();
+            }
             if self.phase == Phase::Liveness && self.finish_at.is_none() && self.all_clients_done() {
                 // Let followers catch up before the final checks.
                 self.finish_at = Some(self.now + 3 * u64::from(self.o.election_ticks) * self.o.tick_ms * 1000);
@@ -334,6 +339,14 @@ impl<'a> World<'a> {
         let pending: Vec<String> =
             self.clients.iter().filter(|c| c.pending.is_some() || c.final_op_due).map(|c| format!("client {}", c.idx)).collect();
         let leader = self.leader();
+        if pending.is_empty() {
+            return Err(Violation {
+                property: "liveness",
+                nodes: vec![],
+                detail: format!("{} ms after every fault healed, no server leads", self.o.liveness_ms),
+                at_us: self.now,
+            });
+        }
         Err(Violation {
             property: "liveness",
             nodes: leader.into_iter().collect(),
@@ -1025,6 +1038,25 @@ impl<'a> World<'a> {
             self.queue.push(self.now, Event::ClientWake { client: c });
         }
         Ok(())
+    }
+
+    /// Stops, as an operator would, every server that a leader's committed configuration no
+    /// longer lists. Only for runs without PreVote and CheckQuorum, where nothing else stops a
+    /// removed server that missed the commit of its removal from forcing elections forever
+    /// (thesis §4.2.3): a change that completes during the liveness phase (a joint
+    /// configuration left automatically) would otherwise leave one behind.
+    fn decommission_removed(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let node = self.server(leader).node.as_ref().expect("the leader is up");
+        if node.membership_index() > node.commit_index() || node.membership().is_joint() {
+            return;
+        }
+        let removed: Vec<NodeId> =
+            self.ids.iter().copied().filter(|&id| !node.membership().contains(id) && self.server(id).node.is_some()).collect();
+        for id in removed {
+            self.trace.line(self.now, || format!("  node {id} decommissioned: its removal is committed"));
+            self.crash(id);
+        }
     }
 
     /// The run's history, checked for linearizability.

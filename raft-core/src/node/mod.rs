@@ -193,16 +193,23 @@ impl Node {
     pub fn restart(config: Config, state: PersistedState) -> Result<Node> {
         config.validate()?;
         let invalid = |reason: String| Error::InvalidPersistedState { reason };
-        let hs = state.hard_state;
+        let durable = state.hard_state;
         let PersistedState { snapshot, entries, applied, .. } = state;
-        let log = RaftLog::restore(snapshot.as_ref().map(|s| &s.meta), entries, hs.commit, applied)?;
-        if log.last_id().term > hs.term {
-            return Err(invalid(format!("the log holds an entry of term {} beyond the persisted term {}", log.last_id().term, hs.term)));
-        }
-        if hs.vote == Some(NodeId(0)) {
+        let log = RaftLog::restore(snapshot.as_ref().map(|s| &s.meta), entries, durable.commit, applied)?;
+        if durable.vote == Some(NodeId(0)) {
             return Err(invalid("a vote for node 0".into()));
         }
+        // A crash may tear the write of a Ready between its entries (or snapshot) and its hard
+        // state, which the output contract puts last: the log then holds entries of a term the
+        // durable hard state never reached. They are entries of a real leader of that term, never
+        // acknowledged (nothing is before the whole Ready is durable); keeping them is as safe as
+        // having received them. But a node is never in a term older than its own log: move to
+        // that term with no vote. The node cast no vote in it (a vote is durable before it is
+        // sent), and declining to vote is always safe. The first Ready persists the new term.
+        let last_term = log.last_id().term;
+        let hs = if last_term > durable.term { HardState { term: last_term, vote: None, commit: durable.commit } } else { durable };
         let mut node = Node::with_log(config, log, hs);
+        node.last_hard_state = durable;
         node.snapshot = snapshot;
         Ok(node)
     }

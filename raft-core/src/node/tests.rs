@@ -782,14 +782,36 @@ mod restart {
     }
 
     #[test]
-    fn restart_refuses_inconsistent_state() {
+    fn a_log_ahead_of_the_torn_hard_state_moves_the_node_to_the_log_s_term_without_a_vote() {
+        // A crash tore the last write after its entries (term 3) and before its hard state: the
+        // durable hard state still says term 2, with a vote for node 2.
         let e = |i: u64, t: u64| Entry { term: Term(t), index: LogIndex(i), kind: EntryKind::Normal, data: Bytes::new() };
         let state = PersistedState {
-            hard_state: HardState { term: Term(1), vote: None, commit: LogIndex(0) },
-            entries: vec![e(1, 2)],
+            hard_state: HardState { term: Term(2), vote: Some(id(2)), commit: LogIndex(1) },
+            entries: vec![e(1, 1), e(2, 3)],
             ..Default::default()
         };
-        assert!(matches!(Node::restart(Config::new(id(1)), state), Err(Error::InvalidPersistedState { .. })));
+        let mut node = Node::restart(Config::new(id(1)), state).expect("a torn hard state is not an inconsistency");
+        assert_eq!((node.term(), node.vote()), (Term(3), None));
+        let rd = node.ready();
+        assert_eq!(rd.hard_state, Some(HardState { term: Term(3), vote: None, commit: LogIndex(1) }), "the new term is persisted");
+        assert!(rd.must_sync);
+        node.on_persisted(rd.number);
+        // A candidate of term 2 (node 2, which had its vote) is refused: the node is in term 3.
+        node.step(msg(2, 1, 2, vote_request(9, 2))).unwrap();
+        assert_ne!(granted(&drain(&mut node), 2), Some(true));
+        assert_eq!((node.term(), node.vote()), (Term(3), None));
+        // In term 3 it has cast no vote: a candidate as up to date gets it, and only one does.
+        node.step(msg(3, 1, 3, vote_request(2, 3))).unwrap();
+        assert_eq!(granted(&drain(&mut node), 3), Some(true));
+        node.step(msg(2, 1, 3, vote_request(9, 3))).unwrap();
+        assert_eq!(granted(&drain(&mut node), 2), Some(false));
+        assert_eq!((node.term(), node.vote()), (Term(3), Some(id(3))));
+    }
+
+    #[test]
+    fn restart_refuses_inconsistent_state() {
+        let e = |i: u64, t: u64| Entry { term: Term(t), index: LogIndex(i), kind: EntryKind::Normal, data: Bytes::new() };
         let state = PersistedState {
             hard_state: HardState { term: Term(3), vote: None, commit: LogIndex(0) },
             entries: vec![e(1, 1), e(3, 1)],
