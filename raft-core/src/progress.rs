@@ -39,20 +39,44 @@ pub(crate) struct SnapshotTransfer {
 }
 
 /// Sent-but-unanswered AppendEntries to one peer: the last index each carried, oldest first.
+///
+/// The window adapts, additive increase and multiplicative decrease as in TCP: it starts at
+/// `capacity` (`max_inflight_msgs`), halves whenever the stream breaks (a rejection or a lost
+/// round sends the peer back to probing) and grows by one with every acknowledgement that moves
+/// the match index, up to `capacity`. A stream that keeps breaking (heavy reordering, loss)
+/// then sends a few messages at a time instead of refilling a full window after every break,
+/// each refill answered by a full window of stale replies that break it again: a message storm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Inflights {
     capacity: usize,
+    /// The current window, `1..=capacity`.
+    limit: usize,
     last_indexes: VecDeque<LogIndex>,
 }
 
 impl Inflights {
     pub(crate) fn new(capacity: usize) -> Inflights {
         assert!(capacity > 0);
-        Inflights { capacity, last_indexes: VecDeque::new() }
+        Inflights { capacity, limit: capacity, last_indexes: VecDeque::new() }
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.last_indexes.len() >= self.capacity
+        self.last_indexes.len() >= self.limit
+    }
+
+    /// The current window.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The stream broke: halve the window.
+    pub(crate) fn shrink(&mut self) {
+        self.limit = (self.limit / 2).max(1);
+    }
+
+    /// An acknowledgement moved the match index: widen the window by one.
+    pub(crate) fn grow(&mut self) {
+        self.limit = (self.limit + 1).min(self.capacity);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -61,6 +85,7 @@ impl Inflights {
 
     pub(crate) fn add(&mut self, last: LogIndex) {
         assert!(!self.is_full(), "sending beyond the inflight window");
+        debug_assert!((1..=self.capacity).contains(&self.limit));
         debug_assert!(self.last_indexes.back().is_none_or(|&b| b <= last), "inflights are sent in index order");
         self.last_indexes.push_back(last);
     }
@@ -130,6 +155,13 @@ impl Progress {
     }
 
     /// Stream from just after the match.
+    /// The stream to this peer broke (a rejection, or a round without progress): probe again
+    /// from the match, with half the window once streaming resumes.
+    pub(crate) fn stream_broke(&mut self) {
+        self.inflights.shrink();
+        self.become_probe();
+    }
+
     pub(crate) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next = self.matched.next();
@@ -150,6 +182,7 @@ impl Progress {
         if updated {
             self.matched = index;
             self.probe_sent = false;
+            self.inflights.grow();
         }
         self.next = self.next.max(index.next());
         self.inflights.free_to(index);
@@ -259,6 +292,26 @@ mod tests {
             let mut p = progress(ReplicationState::Replicate, matched, next);
             assert_eq!(p.maybe_update(LogIndex(acked)), updated);
             assert_eq!((p.matched, p.next), (LogIndex(m_after), LogIndex(n_after)));
+        }
+    }
+
+    #[test]
+    fn the_window_halves_when_the_stream_breaks_and_regrows_with_acknowledgements() {
+        let mut p = progress(ReplicationState::Replicate, 0, 1);
+        assert_eq!(p.inflights.limit(), 4, "a fresh peer gets the whole window");
+        for (i, want) in [(1, 2), (2, 1), (3, 1)] {
+            p.matched = LogIndex(i);
+            p.stream_broke();
+            assert_eq!((p.state, p.inflights.limit()), (ReplicationState::Probe, want), "break {i}");
+        }
+        p.become_replicate();
+        assert_eq!(p.inflights.limit(), 1, "streaming resumes with the narrowed window");
+        assert!(!p.is_paused());
+        p.sent_append(p.next, true);
+        assert!(p.is_paused(), "one message fills the narrowed window");
+        for (acked, want) in [(4, 2), (5, 3), (6, 4), (7, 4), (7, 4)] {
+            p.maybe_update(LogIndex(acked));
+            assert_eq!(p.inflights.limit(), want, "after the ack of {acked}");
         }
     }
 

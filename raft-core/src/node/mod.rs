@@ -788,6 +788,7 @@ impl Node {
                     assert!(pr.next > pr.matched, "next of {id} beyond its match");
                     assert!(pr.next <= self.log.last_index().next(), "next of {id} at most last + 1");
                     assert!(pr.inflights.len() <= self.config.max_inflight_msgs, "inflight window of {id}");
+                    assert!((1..=self.config.max_inflight_msgs).contains(&pr.inflights.limit()), "window limit of {id}");
                     assert_eq!(pr.state == ReplicationState::Snapshot, pr.snapshot.is_some(), "snapshot state of {id}");
                 }
                 let own = leader.progress(self.id).expect("the leader is a member");

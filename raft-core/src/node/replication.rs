@@ -175,7 +175,7 @@ impl Node {
                 // Skip every entry of a term the follower cannot have (fast backtracking).
                 let probe_at = if hint.term > Term(0) { log.find_conflict_by_term(hint.index, hint.term).index } else { hint.index };
                 if pr.maybe_decrease_to(rejected, probe_at) && pr.state == ReplicationState::Replicate {
-                    pr.become_probe();
+                    pr.stream_broke();
                 }
             }
         }
@@ -194,7 +194,7 @@ impl Node {
         // Streaming, but nothing acknowledged for a whole heartbeat round while entries are
         // outstanding: appends were lost. Probe again from the match.
         if pr.state == ReplicationState::Replicate && pr.matched < last && pr.matched == pr.matched_at_heartbeat {
-            pr.become_probe();
+            pr.stream_broke();
         }
         pr.matched_at_heartbeat = pr.matched;
         pr.read_round = pr.read_round.max(read_round);
