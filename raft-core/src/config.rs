@@ -51,7 +51,11 @@ pub struct Config {
     /// followers that heard from a leader within the election timeout ignore vote requests
     /// (thesis §6.2, §9.6) except for a leadership transfer.
     pub check_quorum: bool,
-    /// Most AppendEntries messages in flight to one peer (pipelining window).
+    /// Most AppendEntries messages in flight to one peer (pipelining window). The window a peer
+    /// actually gets adapts below this: it halves whenever the stream to the peer breaks (a
+    /// rejection, or a heartbeat round without progress) and grows by one with each
+    /// acknowledgement that moves the peer's match index, so a lossy or reordering network is
+    /// not flooded with refilled windows.
     pub max_inflight_msgs: usize,
     /// Most bytes of entries in one AppendEntries message (and of one snapshot chunk). A single
     /// proposal must fit.

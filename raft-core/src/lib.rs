@@ -9,7 +9,8 @@
 //! Included: leader election with randomised timeouts (§5.2) from a seeded PRNG, PreVote and
 //! CheckQuorum (thesis §9.6, §6.2), log replication with the log-matching check and fast
 //! backtracking (§5.3), per-peer flow control (probe / replicate / snapshot states, a bounded
-//! window of messages in flight, a byte limit per message, a cap on uncommitted bytes), the
+//! window of messages in flight that halves when the stream breaks and regrows with each
+//! acknowledgement, a byte limit per message, a cap on uncommitted bytes), the
 //! commit rule of §5.4.2, snapshots sent in chunks and log compaction (§7), membership changes
 //! by joint consensus with learners (§6, thesis §4.3), leadership transfer (thesis §3.10) and
 //! linearizable reads by ReadIndex (thesis §6.4).

@@ -189,7 +189,16 @@ impl Node {
     }
 
     /// Restarts a node from what its driver persisted. It comes back as a follower in its
-    /// persisted term, with its vote, and never breaks a promise made before the crash.
+    /// persisted term, with its vote, and never breaks a promise made before the crash. If the
+    /// log holds entries of a later term than the hard state (a crash tore the last write after
+    /// its entries, before its hard state), it comes back in that later term with no vote, and
+    /// its first Ready persists it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfigInvalid`] for a bad configuration; [`Error::InvalidPersistedState`] for a
+    /// state no correct driver can have persisted (entries out of order, a vote for node 0, a
+    /// commit index beyond the log).
     pub fn restart(config: Config, state: PersistedState) -> Result<Node> {
         config.validate()?;
         let invalid = |reason: String| Error::InvalidPersistedState { reason };
