@@ -250,7 +250,12 @@ while len(socks) < int(sys.argv[1]):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+ports = [s.getsockname()[1] for s in socks]
+# Close before printing: the caller starts servers on these ports as soon as it reads the line,
+# possibly before this process has exited.
+for s in socks:
+    s.close()
+print(" ".join(map(str, ports)), flush=True)
 EOF
 }
 
