@@ -85,7 +85,6 @@ impl Inflights {
 
     pub(crate) fn add(&mut self, last: LogIndex) {
         assert!(!self.is_full(), "sending beyond the inflight window");
-        debug_assert!((1..=self.capacity).contains(&self.limit));
         debug_assert!(self.last_indexes.back().is_none_or(|&b| b <= last), "inflights are sent in index order");
         self.last_indexes.push_back(last);
     }
@@ -154,7 +153,6 @@ impl Progress {
         self.inflights.reset();
     }
 
-    /// Stream from just after the match.
     /// The stream to this peer broke (a rejection, or a round without progress): probe again
     /// from the match, with half the window once streaming resumes.
     pub(crate) fn stream_broke(&mut self) {
@@ -162,6 +160,7 @@ impl Progress {
         self.become_probe();
     }
 
+    /// Stream from just after the match.
     pub(crate) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next = self.matched.next();

@@ -69,7 +69,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Parts<Map, SessionTable>, DecodeErro
     Ok(Parts {
         applied_index: wire.applied_index,
         clock_ms: wire.clock_ms,
-        // Input is sorted, so this builds the tree in bulk.
+        // Keys are checked above to be strictly increasing: no key is lost to a duplicate.
         map: wire.entries.into_iter().map(|(k, v)| (Bytes::from(k.into_vec()), Bytes::from(v.into_vec()))).collect(),
         sessions,
     })

@@ -162,8 +162,9 @@ pub(crate) struct Driver {
     next_read_ctx: u64,
     last_announce: Option<Instant>,
     started: Instant,
-    /// Snapshots encoded off the driver come back here.
-    encoded: (mpsc::UnboundedSender<EncodedSnapshot>, Option<mpsc::UnboundedReceiver<EncodedSnapshot>>),
+    /// Snapshots encoded off the driver come back on this channel; `run` takes the receiver.
+    encoded_tx: mpsc::UnboundedSender<EncodedSnapshot>,
+    encoded_rx: Option<mpsc::UnboundedReceiver<EncodedSnapshot>>,
     /// Whether a snapshot is being encoded (at most one at a time).
     encoding: bool,
 }
@@ -186,6 +187,7 @@ impl Driver {
         storage: StorageThread,
         stats: Arc<StorageStats>,
     ) -> Driver {
+        let (encoded_tx, encoded_rx) = mpsc::unbounded_channel();
         let d = Driver {
             node,
             app,
@@ -203,10 +205,8 @@ impl Driver {
             next_read_ctx: 0,
             last_announce: None,
             started: Instant::now(),
-            encoded: {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (tx, Some(rx))
-            },
+            encoded_tx,
+            encoded_rx: Some(encoded_rx),
             encoding: false,
         };
         d.sync_peers();
@@ -221,7 +221,7 @@ impl Driver {
         mut storage_events: mpsc::UnboundedReceiver<StorageEvent>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut encoded = self.encoded.1.take().expect("run is called once");
+        let mut encoded = self.encoded_rx.take().expect("run is called once");
         let mut ticker = tokio::time::interval(self.s.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -662,7 +662,7 @@ impl Driver {
         let index = LogIndex(self.app.kv.applied_index());
         let frozen = self.app.clone();
         let clone_time = started.elapsed();
-        let done = self.encoded.0.clone();
+        let done = self.encoded_tx.clone();
         self.encoding = true;
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();

@@ -60,11 +60,6 @@ pub struct SnapshotWrite {
 }
 
 impl SnapshotWrite {
-    /// The snapshot's metadata.
-    pub fn meta(&self) -> &SnapshotMeta {
-        &self.snapshot.meta
-    }
-
     /// Writes the snapshot to `snapshot.tmp`, fsyncs it, renames it to `snapshot` and fsyncs
     /// the directory: durable when it returns. Blocking; any thread.
     ///
